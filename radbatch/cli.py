@@ -1,0 +1,198 @@
+"""The `radbatch` command: parse options, call one library function, turn errors into messages and exit codes.
+
+Exit codes: 0 finished (row errors are data), 1 row errors with --fail-on-row-errors, 2 usage or input error,
+3 model or engine error, 4 storage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+
+import click
+
+from .errors import RadbatchError
+
+EXIT_INTERRUPTED = 130
+
+
+def handle_errors(fn):
+    """Library errors become one clear message and their exit code, never a traceback."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except RadbatchError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+    return wrapper
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="radbatch")
+def cli() -> None:
+    """Annotate radiology report archives with small fine-tuned LLMs on CPUs."""
+
+
+def input_options(fn):
+    opts = [
+        click.option("--id-column", default="report_id", show_default=True, help="Report id column (data, not identity)."),
+        click.option("--text-column", default="report_text", show_default=True, help="Full report text column."),
+        click.option("--findings-column", help="Findings section column (else the sectionizer splits the text)."),
+        click.option("--impression-column", help="Impression section column."),
+        click.option("--patient-column", help="Patient id column (temporal head: prior report by date)."),
+        click.option("--date-column", help="Study date column (temporal head)."),
+        click.option("--modality-column", help="Modality column (prior must share the modality)."),
+        click.option("--question-column", help="Question column for the QA head."),
+        click.option("--hypothesis-column", help="Hypothesis column for NLI (default: the impression)."),
+        click.option("--encoding", default="utf-8", show_default=True, help="CSV encoding, e.g. cp1252."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+def engine_options(fn):
+    opts = [
+        click.option("--workers", type=click.IntRange(1), help="Worker processes (default: cores / threads)."),
+        click.option("--threads", type=click.IntRange(1), help="llama.cpp threads per worker (default 2)."),
+        click.option("--model", help="Send every head to this model (a name in the models file or a .gguf path)."),
+        click.option("--models-file", type=click.Path(dir_okay=False), help="Models file (default recipes/models.toml)."),
+        click.option("--routing-file", type=click.Path(dir_okay=False), help="Routing file (default recipes/routing.toml)."),
+        click.option("--adapter", type=click.Path(dir_okay=False), help="LoRA adapter GGUF for the routed model(s)."),
+    ]
+    for opt in reversed(opts):
+        fn = opt(fn)
+    return fn
+
+
+@cli.command()
+@click.argument("inputs", nargs=-1, required=True)
+@click.option("-o", "--output", required=True, help="Output .parquet file, or a directory ending in '/'.")
+@click.option("--tasks", help="Comma-separated heads (default all nine; 'none' for no heads).")
+@click.option("--question", "questions", multiple=True, help="A question for the QA head (repeatable).")
+@click.option("--limit", type=click.IntRange(1), help="Annotate only the first N rows (a pilot run).")
+@click.option("--keep-columns", help="Comma-separated input columns to keep (default all).")
+@input_options
+@engine_options
+@click.option("--restart", is_flag=True, help="Discard a previous run's output and start over.")
+@click.option("--retry-errors", is_flag=True, help="Recompute only the rows whose heads errored.")
+@click.option("--fail-on-row-errors", is_flag=True, help="Exit 1 when any head errored or was truncated.")
+@click.option("--chexpert-numeric", is_flag=True, help="Also write CheXpert 1/0/-1/blank columns.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@handle_errors
+def annotate(inputs, output, tasks, questions, limit, keep_columns, id_column, text_column, findings_column,
+             impression_column, patient_column, date_column, modality_column, question_column,
+             hypothesis_column, encoding, workers, threads, model, models_file, routing_file, adapter, restart,
+             retry_errors, fail_on_row_errors, chexpert_numeric, quiet):
+    """Annotate report archives (Parquet/CSV files, directories, globs) with the task heads."""
+    from .archive import ColumnOptions
+    from .pipeline import Interrupted, annotate as run
+    from .plan import AnnotateOptions
+    from .report import print_start, print_summary
+
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit becomes an OSError, not a kill
+    cols = ColumnOptions(id_column, text_column, findings_column, impression_column, patient_column,
+                         date_column, modality_column, question_column, hypothesis_column)
+    opts = AnnotateOptions(
+        tuple(inputs), output, tasks, cols, tuple(questions), encoding, limit,
+        tuple(c.strip() for c in keep_columns.split(",")) if keep_columns else None, workers, threads, model,
+        models_file, routing_file, adapter, restart, retry_errors, fail_on_row_errors, chexpert_numeric, quiet)
+    try:
+        summary = run(opts, on_start=None if quiet else print_start)
+    except Interrupted as exc:
+        click.echo(f"\nInterrupted: {exc.saved_rows} newly annotated rows are saved in {exc.work_dir}. "
+                   "Rerun the same command to resume.", err=True)
+        sys.exit(EXIT_INTERRUPTED)
+    print_summary(summary)
+    if fail_on_row_errors and summary.row_errors:
+        sys.exit(1)
+
+
+@cli.command()
+@handle_errors
+def tasks():
+    """List the task heads, their inputs and output columns."""
+    from .recipes import load_recipes
+    from .tasks import HeadInstance
+    from .plan import select_tasks
+    recipes = load_recipes()
+    for recipe in select_tasks(recipes, None):
+        head = HeadInstance(recipe)
+        click.echo(f"{recipe.id} (v{recipe.version}): {recipe.description}")
+        click.echo(f"  inputs: {', '.join(recipe.inputs)}; max tokens {recipe.max_tokens}")
+        for f in head.output_fields():
+            click.echo(f"  {f.name}: {f.type}")
+
+
+@cli.command()
+@click.option("--models-file", type=click.Path(dir_okay=False))
+@click.option("--no-hash", is_flag=True, help="Skip sha256 (fast).")
+@handle_errors
+def models(models_file, no_hash):
+    """List configured models: path, size, sha256, licence, chat template, heads served."""
+    from pathlib import Path
+    from .models import load_models, materialise, sha256_file
+    from .recipes import load_recipes
+    from .router import load_routing
+    recipes = load_recipes()
+    path = Path(models_file) if models_file else recipes.root / "models.toml"
+    specs = load_models(path, set(recipes.profiles))
+    routing = load_routing(recipes.root / "routing.toml", set(recipes.tasks), set(specs)) \
+        if not models_file else None
+    for name, spec in specs.items():
+        spec = materialise(spec)
+        p = Path(spec.path)
+        click.echo(f"{name}: {spec.description}")
+        click.echo(f"  path: {p}")
+        if p.exists():
+            click.echo(f"  size: {p.stat().st_size / 2**20:.1f} MiB")
+            if not no_hash:
+                click.echo(f"  sha256: {sha256_file(str(p))}")
+        else:
+            click.echo("  size: MISSING FILE")
+        if spec.adapter:
+            click.echo(f"  adapter: {spec.adapter}")
+        click.echo(f"  licence: {spec.licence}; chat template: {spec.chat_template}; profile: {spec.profile}; "
+                   f"context: {spec.context_size}")
+        if routing:
+            served = [t for t, m in routing.routes.items() if m == name]
+            click.echo(f"  heads ({routing.status}): {', '.join(served) or 'none'}")
+
+
+@cli.group()
+def recipes():
+    """Recipe tools."""
+
+
+@recipes.command("validate")
+@click.argument("root", required=False, type=click.Path(file_okay=False, exists=True))
+@handle_errors
+def recipes_validate(root):
+    """Validate every recipe under recipes/ (tasks, profiles, models, routing, finetune)."""
+    from .validate import validate_all
+    checked = validate_all(root)
+    click.echo(f"OK: {len(checked)} recipe files valid")
+
+
+def _register_optional() -> None:
+    """Commands owned by other modules, registered lazily so `import radbatch.cli` stays light."""
+    try:
+        from .sample.command import sample
+        cli.add_command(sample)
+    except ImportError:
+        pass
+    try:
+        from .evaluation.command import eval_command
+        cli.add_command(eval_command, name="eval")
+    except ImportError:
+        pass
+
+
+_register_optional()
+
+
+def main() -> None:
+    cli()

@@ -1,0 +1,97 @@
+"""Engines: built once per worker process from plain specs, then fed whole work units.
+
+`LlamaEngine` is the simple reference engine: one sequence at a time through llama-cpp-python, greedy,
+grammar-constrained. llama.cpp reuses the KV cache for the longest common token prefix with the previous
+prompt, so the heads of one report (report-first layout) prefill the report only once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .models import ModelSpec
+from .prompts import Prompt
+
+ENGINE_KINDS = ("simple",)
+
+
+@dataclass(frozen=True)
+class Request:
+    row: int          # index of the row within its unit
+    slot: str         # head instance key
+    task: str
+    model: str
+    prompt: Prompt
+    max_tokens: int
+
+
+@dataclass(frozen=True)
+class Completion:
+    text: str
+    finish: str       # stop | length | error
+    error: str = ""
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    """Shipped to every worker; workers build their engines from it (never pickled models)."""
+
+    models: dict[str, ModelSpec]
+    grammars: dict[str, str]   # task id -> GBNF
+    threads: int
+    seed: int = 0
+    engine: str = "simple"
+    extra: dict = field(default_factory=dict)
+
+
+class LlamaEngine:
+    def __init__(self, spec: ModelSpec, threads: int, seed: int, grammars: dict[str, str]):
+        from llama_cpp import Llama, LlamaGrammar
+
+        kwargs = dict(model_path=spec.path, n_ctx=spec.context_size, n_threads=threads,
+                      n_threads_batch=threads, seed=seed, verbose=False, n_batch=512)
+        if spec.adapter:
+            kwargs["lora_path"] = spec.adapter
+        self.llm = Llama(**kwargs)
+        self.n_ctx = spec.context_size
+        self.add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
+        self.grammars = {task: LlamaGrammar.from_string(g, verbose=False) for task, g in grammars.items()}
+
+    def tokens(self, prompt: Prompt) -> list[int]:
+        ids = [self.llm.token_bos()] if self.add_bos else []
+        for text, is_template in prompt.parts:
+            ids += self.llm.tokenize(text.encode("utf-8"), add_bos=False, special=is_template)
+        return ids
+
+    def complete(self, req: Request) -> Completion:
+        ids = self.tokens(req.prompt)
+        if len(ids) + req.max_tokens > self.n_ctx:
+            return Completion("", "error", f"prompt has {len(ids)} tokens + {req.max_tokens} to generate, "
+                              f"over the model context of {self.n_ctx}: report too long (raise context_size)",
+                              len(ids))
+        out = self.llm.create_completion(ids, max_tokens=req.max_tokens, temperature=0.0, top_k=1,
+                                         repeat_penalty=1.0, grammar=self.grammars[req.task], seed=0)
+        choice = out["choices"][0]
+        finish = "length" if choice.get("finish_reason") == "length" else "stop"
+        usage = out.get("usage") or {}
+        return Completion(choice["text"], finish, "", len(ids), usage.get("completion_tokens", 0))
+
+
+def build_engines(spec: WorkerSpec, needed: set[str]) -> dict[str, LlamaEngine]:
+    if spec.engine not in ENGINE_KINDS:
+        raise ValueError(f"Unknown engine {spec.engine!r}. Known: {', '.join(ENGINE_KINDS)}")
+    return {name: LlamaEngine(spec.models[name], spec.threads, spec.seed, spec.grammars)
+            for name in sorted(needed)}
+
+
+def run_unit(engines: dict, requests: list[Request]) -> list[Completion]:
+    """A whole work unit (reports x heads). Grouped by model, then in request order (report-major),
+    so consecutive prompts share the report prefix."""
+    out: list[Completion | None] = [None] * len(requests)
+    for name, engine in engines.items():
+        for i, req in enumerate(requests):
+            if req.model == name:
+                out[i] = engine.complete(req)
+    return [c if c is not None else Completion("", "error", "no engine for model") for c in out]

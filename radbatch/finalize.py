@@ -1,0 +1,81 @@
+"""Finalise parts into the output: sorted by row identity, duplicate ids flagged, provenance in metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from .errors import StorageError
+from .output import META_KEY, RunStore, _fsync_dir, storage_error
+
+
+def _frames(store: RunStore, files):
+    import polars as pl
+    out = []
+    for f in files:
+        parts = store.parts_of(f.index)
+        if parts:
+            out.append((f, pl.scan_parquet(parts).sort("source_row")))
+    return out
+
+
+def _duplicated_ids(frames, id_column: str | None):
+    import polars as pl
+    if not id_column or not frames:
+        return pl.Series("id", [], dtype=pl.String)
+    ids = pl.concat([lf.select(pl.col(id_column).cast(pl.String)) for _, lf in frames])
+    dups = ids.drop_nulls().group_by(id_column).len().filter(pl.col("len") > 1).collect()
+    return dups[id_column]
+
+
+def _sink(lf, path: Path, meta: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        lf.sink_parquet(tmp, metadata={META_KEY: json.dumps(meta, sort_keys=True)}, compression="zstd")
+        with open(tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+        _fsync_dir(path.parent)
+    except Exception as exc:  # polars wraps OS errors in its own types
+        Path(tmp).unlink(missing_ok=True)
+        raise storage_error("write the final output", path, exc) from None
+
+
+def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected_rows: int) -> list[Path]:
+    """Write the final file(s) and check that every row is there exactly once."""
+    import polars as pl
+    frames = _frames(store, files)
+    dups = _duplicated_ids(frames, id_column)
+    written: list[Path] = []
+
+    def finish(lf):
+        if id_column:
+            lf = lf.with_columns(id_duplicated=pl.col(id_column).cast(pl.String).is_in(dups.implode())
+                                 .fill_null(False))
+        return lf.drop("_source_index")
+
+    if store.dir_mode:
+        store.output.mkdir(parents=True, exist_ok=True)
+        for f, lf in frames:
+            path = store.final_paths([f])[0]
+            _sink(finish(lf), path, meta)
+            written.append(path)
+    else:
+        if not frames:
+            raise StorageError("no rows to write (the input had no rows within --limit)")
+        lf = pl.concat([lf for _, lf in frames], how="diagonal_relaxed")
+        _sink(finish(lf), store.output, meta)
+        written.append(store.output)
+    _verify(written, expected_rows)
+    return written
+
+
+def _verify(paths: list[Path], expected_rows: int) -> None:
+    import polars as pl
+    lf = pl.concat([pl.scan_parquet(p).select("source_file", "source_row") for p in paths])
+    stats = lf.select(pl.len().alias("n"), pl.struct("source_file", "source_row").n_unique().alias("u")).collect()
+    n, unique = stats["n"][0], stats["u"][0]
+    if n != expected_rows or unique != n:
+        raise StorageError(f"output check failed: {n} rows written ({unique} distinct), {expected_rows} expected. "
+                           "Rerun with --restart.")

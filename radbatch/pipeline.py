@@ -1,0 +1,216 @@
+"""annotate: batches -> work units -> worker pool -> rows rejoined by identity -> parts -> final Parquet.
+
+Resume: units already in readable parts are skipped, so a rerun after Ctrl-C, kill -9 or power loss
+continues where it stopped; a finished output with the same run key means nothing to do.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from . import __version__
+from .archive import iter_units
+from .engine import WorkerSpec
+from .errors import StorageError
+from .finalize import finalize
+from .output import RunStore
+from .plan import AnnotateOptions, Plan, build_plan, check_memory, default_parallelism
+from .priors import build_priors, priors_for
+from .rows import UnitWork, assemble, prepare
+
+PART_ROWS = 256
+PART_SECONDS = 30.0
+
+
+class Interrupted(Exception):
+    def __init__(self, saved_rows: int, work_dir: str):
+        self.saved_rows, self.work_dir = saved_rows, work_dir
+        super().__init__(f"interrupted; {saved_rows} rows saved in {work_dir}")
+
+
+@dataclass
+class RunSummary:
+    rows: int = 0
+    computed_rows: int = 0
+    outputs: list = field(default_factory=list)
+    head_counts: dict = field(default_factory=dict)   # head key -> {status: count}
+    row_counts: dict = field(default_factory=dict)
+    duplicated_ids: int = 0
+    wall_seconds: float = 0.0
+    nothing_to_do: bool = False
+    routing_status: str = ""
+
+    @property
+    def row_errors(self) -> int:
+        return sum(c.get("error", 0) + c.get("truncated", 0) for c in self.head_counts.values())
+
+
+def _provenance(plan: Plan, workers: int, threads: int) -> dict:
+    return {
+        "radbatch_version": __version__, "run_key": plan.run_key, "recipes": plan.key_material["recipes"],
+        "models": {n: {"path": m.path, "adapter": m.adapter, **plan.hashes[n], "licence": m.licence,
+                       "profile": m.profile} for n, m in plan.models.items()},
+        "routing": plan.key_material["routing"], "routing_status": plan.routing.status,
+        "options": {**plan.key_material, "workers": workers, "threads": threads, "engine": plan.opts.engine},
+        "questions": {f"radiology_qa{h.suffix}": h.question for h in plan.heads if h.question},
+    }
+
+
+def _open_store(plan: Plan) -> RunStore | None:
+    """Decide between a fresh run, a resume, nothing to do (returns None) or a refusal."""
+    o = plan.opts
+    store = RunStore(o.output)
+    done_key = store.complete_key()
+    if store.output_taken() and not o.restart:
+        raise StorageError(f"{store.output} exists and is not a radbatch output. Choose another -o or remove it.")
+    if done_key == plan.run_key and not o.restart and not o.retry_errors:
+        return None
+    if done_key and done_key != plan.run_key and not o.restart:
+        raise StorageError(f"{o.output} holds the output of another run (run key {done_key}, this run "
+                           f"{plan.run_key}): inputs, recipes, models, routing or column options differ. "
+                           "Use --restart to overwrite it, or another -o.")
+    pending = store.pending_key()
+    if pending and pending != plan.run_key and not o.restart:
+        raise StorageError(f"{store.work} holds an unfinished run with another run key ({pending}); inputs, "
+                           "recipes, models, routing or column options changed. Rerun with the original "
+                           "options to resume, or use --restart to start over.")
+    return store
+
+
+def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] | None = None) -> RunSummary:
+    t0 = time.monotonic()
+    plan = build_plan(opts)
+    workers, threads = default_parallelism(opts.workers, opts.threads)
+    summary = RunSummary(routing_status=plan.routing.status)
+    store = _open_store(plan)
+    if store is None:
+        summary.nothing_to_do = True
+        summary.outputs = RunStore(opts.output).final_paths(plan.files)
+        _count(summary, summary.outputs, plan)
+        return summary
+    retry = opts.retry_errors and store.complete_key() == plan.run_key
+    store.begin(plan.run_key, plan.key_material, opts.restart)
+    if retry:
+        from .retry import reopen_with_errors_removed
+        reopen_with_errors_removed(store, plan)
+    if on_start:
+        on_start(plan, workers, threads)
+    if plan.heads:
+        check_memory(plan, workers)
+    _execute(plan, store, workers, threads, summary)
+    summary.outputs = finalize(store, plan.files, _provenance(plan, workers, threads),
+                               plan.opts.columns.id if plan.opts.columns.id in plan.keep else None, summary.rows)
+    store.mark_complete()
+    store.cleanup_parts()
+    summary.wall_seconds = time.monotonic() - t0
+    _count(summary, summary.outputs, plan)
+    return summary
+
+
+def _units(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progress) -> Iterator[UnitWork]:
+    o = plan.opts
+    wants_priors = any(h.recipe.id == "temporal_comparison" for h in plan.heads) and o.columns.patient \
+        and o.columns.date
+    priors_path = build_priors(plan.files, o.columns, o.encoding, store.work, o.limit) if wants_priors else None
+    remaining = o.limit
+    profiles = plan.recipes.profiles
+    for f in plan.files:
+        priors = priors_for(priors_path, f.index)
+        for start, table in iter_units(f, o.encoding, o.columns.text_columns(), o.unit_size):
+            if remaining is not None:
+                if remaining <= 0:
+                    return
+                table = table.slice(0, remaining)
+                remaining -= table.num_rows
+            summary.rows += table.num_rows
+            if f"{f.index}:{start}" in done:
+                progress.update(table.num_rows)
+                continue
+            yield prepare(f.index, f.path, start, table, o.columns, plan.heads, plan.head_models, profiles, priors)
+
+
+def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: RunSummary) -> None:
+    from tqdm import tqdm
+    done = store.done_units()
+    total = sum(f.rows for f in plan.files) if all(f.rows is not None for f in plan.files) else None
+    if total is not None and plan.opts.limit is not None:
+        total = min(total, plan.opts.limit)
+    progress = tqdm(total=total, unit="rows", disable=plan.opts.quiet, smoothing=0.1, dynamic_ncols=True)
+    writer = _PartWriter(store)
+    pool = None
+    try:
+        units = _units(plan, store, done, summary, progress)
+        if plan.heads:
+            from .pool import Pool
+            spec = WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads,
+                              engine=plan.opts.engine)
+            pool = Pool(spec, workers, set(plan.models))
+            pool.start()
+            outcomes = ((o.unit, o.completions, o.failure)
+                        for o in pool.run((w.unit_id, w, w.requests) for w in units))
+        else:
+            outcomes = ((w, [], "") for w in units)
+        for work, completions, failure in outcomes:
+            table = assemble(work, plan.heads, completions, failure, plan.keep, plan.head_models,
+                             plan.opts.chexpert_numeric)
+            writer.add(work, table)
+            summary.computed_rows += table.num_rows
+            progress.update(table.num_rows)
+        writer.flush_all()
+    except KeyboardInterrupt:
+        writer.flush_all()  # finished units are safe to keep
+        raise Interrupted(summary.computed_rows, str(store.work)) from None
+    finally:
+        progress.close()
+        if pool is not None:
+            pool.close()
+
+
+class _PartWriter:
+    """Buffers finished units per input file; flushes a part every PART_ROWS rows or PART_SECONDS."""
+
+    def __init__(self, store: RunStore):
+        self.store, self.buf, self.last = store, {}, time.monotonic()
+
+    def add(self, work: UnitWork, table) -> None:
+        tables, ids = self.buf.setdefault(work.file_index, ([], []))
+        tables.append(table)
+        ids.append(work.unit_id)
+        if sum(t.num_rows for t in tables) >= PART_ROWS or time.monotonic() - self.last > PART_SECONDS:
+            self.flush(work.file_index)
+
+    def flush(self, file_index: int) -> None:
+        import pyarrow as pa
+        tables, ids = self.buf.pop(file_index, ([], []))
+        if tables:
+            self.store.write_part(file_index, pa.concat_tables(tables), ids)
+        self.last = time.monotonic()
+
+    def flush_all(self) -> None:
+        for idx in list(self.buf):
+            self.flush(idx)
+
+
+def _count(summary: RunSummary, outputs, plan: Plan) -> None:
+    import polars as pl
+    lf = pl.concat([pl.scan_parquet(p) for p in outputs], how="diagonal_relaxed")
+    names = lf.collect_schema().names()
+    exprs = [pl.len().alias("__rows")]
+    for h in plan.heads:
+        col = h.col("status")
+        if col in names:
+            exprs += [(pl.col(col) == s).sum().alias(f"{col}|{s}") for s in
+                      ("ok", "error", "not_applicable", "truncated")]
+    exprs += [(pl.col("status") == s).sum().alias(f"status|{s}") for s in
+              ("ok", "partial", "failed", "empty_text", "bad_text")]
+    if "id_duplicated" in names:
+        exprs.append(pl.col("id_duplicated").sum().alias("__dups"))
+    row = lf.select(exprs).collect().row(0, named=True)
+    summary.rows = row["__rows"]
+    summary.duplicated_ids = row.get("__dups") or 0
+    for h in plan.heads:
+        summary.head_counts[h.key] = {s: row.get(f"{h.col('status')}|{s}", 0) for s in
+                                      ("ok", "error", "not_applicable", "truncated")}
+    summary.row_counts = {s: row[f"status|{s}"] for s in ("ok", "partial", "failed", "empty_text", "bad_text")}

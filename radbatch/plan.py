@@ -1,0 +1,192 @@
+"""Everything decided before work starts: heads, models and routing, input files, the run key.
+
+The run key covers what changes the annotations (inputs, recipes, model and adapter sha256s, routing,
+column options, tasks, limit, unit size), never how they are computed (workers, threads, executor).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import archive
+from .archive import ColumnOptions, InputFile
+from .errors import EngineError, InputError
+from .models import ModelSpec, check_gguf, load_models, materialise, sha256_file
+from .recipes import Recipes, load_recipes
+from .router import Routing, load_routing, single_model
+from .tasks import HeadInstance, head_instances
+
+UNIT_SIZE = 8
+TASK_ORDER = ("rads_assignment", "impression_generation", "temporal_comparison", "radiology_ner", "n_staging",
+              "m_staging", "radiology_nli", "abnormality_detection", "radiology_qa")
+
+
+@dataclass(frozen=True)
+class AnnotateOptions:
+    inputs: tuple[str, ...]
+    output: str
+    tasks: str | None = None            # comma list, "all" (None) or "none"
+    columns: ColumnOptions = field(default_factory=ColumnOptions)
+    questions: tuple[str, ...] = ()
+    encoding: str = "utf-8"
+    limit: int | None = None
+    keep_columns: tuple[str, ...] | None = None
+    workers: int | None = None
+    threads: int | None = None
+    model: str | None = None
+    models_file: str | None = None
+    routing_file: str | None = None
+    adapter: str | None = None
+    restart: bool = False
+    retry_errors: bool = False
+    fail_on_row_errors: bool = False
+    chexpert_numeric: bool = False
+    quiet: bool = False
+    unit_size: int = UNIT_SIZE
+    engine: str = "simple"
+
+
+@dataclass
+class Plan:
+    opts: AnnotateOptions
+    recipes: Recipes
+    heads: list[HeadInstance]
+    models: dict[str, ModelSpec]          # model name -> spec (only models some head uses)
+    head_models: dict[str, ModelSpec]     # head key -> spec
+    routing: Routing
+    files: list[InputFile]
+    keep: list[str]
+    hashes: dict[str, dict]
+    run_key: str = ""
+    key_material: dict = field(default_factory=dict)
+
+
+def select_tasks(recipes: Recipes, spec: str | None) -> list:
+    if spec in (None, "", "all"):
+        names = [t for t in TASK_ORDER if t in recipes.tasks] + sorted(set(recipes.tasks) - set(TASK_ORDER))
+    elif spec == "none":
+        names = []
+    else:
+        names = [t.strip() for t in spec.split(",") if t.strip()]
+    unknown = [t for t in names if t not in recipes.tasks]
+    if unknown:
+        raise InputError(f"Unknown task {unknown[0]!r}. Known: {', '.join(recipes.tasks)}")
+    return [recipes.tasks[t] for t in names]
+
+
+def _models_and_routing(opts: AnnotateOptions, recipes: Recipes, task_ids: set[str]):
+    root = recipes.root
+    models_file = Path(opts.models_file) if opts.models_file else root / "models.toml"
+    models = load_models(models_file, set(recipes.profiles))
+    if opts.model and opts.model not in models:
+        if opts.model.endswith(".gguf") or Path(opts.model).exists():
+            models = {Path(opts.model).stem: ModelSpec(Path(opts.model).stem, str(Path(opts.model).resolve()),
+                                                       None, "chatml", 2048, "radbatch", "unknown")}
+            opts_model = Path(opts.model).stem
+        else:
+            raise InputError(f"Unknown model {opts.model!r}. Known: {', '.join(models)} (or a path to a .gguf)")
+    else:
+        opts_model = opts.model
+    if opts_model:
+        routing = single_model(opts_model, set(recipes.tasks))
+    else:
+        routing_file = Path(opts.routing_file) if opts.routing_file else root / "routing.toml"
+        routing = load_routing(routing_file, set(recipes.tasks), set(models))
+    if opts.adapter:
+        used = {routing.model_for(t) for t in task_ids}
+        models = {n: (ModelSpec(**{**m.__dict__, "adapter": str(Path(opts.adapter).resolve())}) if n in used else m)
+                  for n, m in models.items()}
+    return models, routing
+
+
+def build_plan(opts: AnnotateOptions) -> Plan:
+    recipes = load_recipes()
+    tasks = select_tasks(recipes, opts.tasks)
+    heads = head_instances(tasks, opts.questions)
+    models, routing = _models_and_routing(opts, recipes, {t.id for t in tasks})
+    used = {routing.model_for(t.id) for t in tasks}
+    models = {n: materialise(m) for n, m in models.items() if n in used}
+    hashes = {}
+    for name, m in models.items():
+        check_gguf(m.path, f"model {name!r}")
+        if m.adapter:
+            check_gguf(m.adapter, f"adapter of model {name!r}")
+        hashes[name] = {"sha256": sha256_file(m.path), "adapter_sha256": sha256_file(m.adapter) if m.adapter else None}
+    files = [archive.inspect(i, p, opts.encoding) for i, p in enumerate(archive.discover(list(opts.inputs)))]
+    archive.check_columns(files, opts.columns)
+    keep = _keep_columns(opts, files)
+    plan = Plan(opts, recipes, heads, models, {h.key: models[routing.model_for(h.recipe.id)] for h in heads},
+                routing, files, keep, hashes)
+    plan.key_material = _key_material(plan)
+    plan.run_key = hashlib.sha256(json.dumps(plan.key_material, sort_keys=True).encode()).hexdigest()[:32]
+    return plan
+
+
+def _keep_columns(opts: AnnotateOptions, files: list[InputFile]) -> list[str]:
+    reserved = {"source_file", "source_row", "status", "id_duplicated", "_source_index"}
+    common = [c for c in files[0].columns if all(c in f.columns for f in files)]
+    keep = list(opts.keep_columns) if opts.keep_columns is not None else common
+    for c in keep:
+        if c not in common:
+            raise InputError(f"--keep-columns names {c!r}, which is not in every input file; columns in all "
+                             f"files: {', '.join(common)}")
+        if c in reserved or "__" in c:
+            raise InputError(f"input column {c!r} clashes with radbatch's output columns; drop it with "
+                             "--keep-columns or rename it")
+    return keep
+
+
+def _key_material(plan: Plan) -> dict:
+    o = plan.opts
+    used_recipes = {f"tasks/{h.recipe.id}.toml": h.recipe.sha256 for h in plan.heads}
+    used_recipes["profiles.toml"] = plan.recipes.sha256.get("profiles.toml")
+    return {
+        "inputs": [archive.file_identity(f) for f in plan.files],
+        "recipes": used_recipes,
+        "models": {n: {**plan.hashes[n], "context_size": m.context_size, "profile": m.profile,
+                       "chat_template": m.chat_template, "thinking": m.thinking} for n, m in plan.models.items()},
+        "routing": {h.key: plan.head_models[h.key].name for h in plan.heads},
+        "columns": o.columns.named(), "questions": list(o.questions), "encoding": o.encoding,
+        "limit": o.limit, "keep": plan.keep, "unit_size": o.unit_size, "chexpert_numeric": o.chexpert_numeric,
+    }
+
+
+def default_parallelism(workers: int | None, threads: int | None) -> tuple[int, int]:
+    """workers x threads <= cores: by default one worker per 2 cores, 2 threads each."""
+    cores = os.cpu_count() or 1
+    if workers and threads:
+        return workers, threads
+    if workers:
+        return workers, max(1, cores // workers)
+    if threads:
+        return max(1, cores // threads), threads
+    threads = min(2, cores)
+    return max(1, cores // threads), threads
+
+
+def check_memory(plan: Plan, workers: int) -> None:
+    """Each worker maps every model it serves; refuse before starting if that cannot fit."""
+    need = 0
+    for m in plan.models.values():
+        size = Path(m.path).stat().st_size + (Path(m.adapter).stat().st_size if m.adapter else 0)
+        need += int(size * 1.1) + m.context_size * 64 * 1024  # weights + a generous KV/compute allowance
+    need *= workers
+    avail = _available_memory()
+    if avail and need > avail:
+        raise EngineError(f"{workers} worker(s) x {len(plan.models)} model(s) need about {need / 2**30:.1f} GiB "
+                          f"but {avail / 2**30:.1f} GiB is available. Use fewer --workers, route heads to fewer "
+                          "models, or a smaller quantization.")
+
+
+def _available_memory() -> int | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None

@@ -1,0 +1,159 @@
+"""A small supervisor of worker processes that survives worker deaths.
+
+Standard pools hang or break when a worker is killed (OOM killer, SIGKILL, an abort inside llama.cpp). Here each
+worker has its own pipe; the supervisor waits on pipes and process sentinels together, so a death is seen at
+once: the worker is replaced and its unit retried up to `max_attempts` times, after which the unit comes back
+as failed with the reason, and the job goes on. A worker that dies while loading its models is fatal.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import signal
+from collections import deque
+from dataclasses import dataclass
+from multiprocessing.connection import wait
+from typing import Any, Iterable, Iterator
+
+from .engine import WorkerSpec
+from .errors import EngineError
+
+
+@dataclass
+class UnitOutcome:
+    unit: Any
+    completions: list | None      # None when the unit failed
+    failure: str = ""
+
+
+def _worker_main(conn, spec: WorkerSpec, needed: set[str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C and stops us
+    from .engine import build_engines, run_unit
+    try:
+        engines = build_engines(spec, needed)
+    except Exception as exc:  # report the load failure; never the traceback of a report
+        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        return
+    conn.send(("ready", os.getpid()))
+    while True:
+        msg = conn.recv()
+        if msg is None:
+            return
+        unit_id, requests = msg
+        try:
+            conn.send(("done", unit_id, run_unit(engines, requests)))
+        except Exception as exc:
+            conn.send(("unit_error", unit_id, f"{type(exc).__name__}: {exc}"))
+
+
+class _Worker:
+    def __init__(self, ctx, spec: WorkerSpec, needed: set[str]):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_worker_main, args=(child, spec, needed), daemon=True)
+        self.proc.start()
+        child.close()
+        self.ready = False
+        self.unit = None  # (unit, unit_id) in flight
+
+
+class Pool:
+    def __init__(self, spec: WorkerSpec, workers: int, needed: set[str], max_attempts: int = 3):
+        self.spec, self.n, self.needed, self.max_attempts = spec, workers, needed, max_attempts
+        self.ctx = mp.get_context("spawn")
+        self.workers: list[_Worker] = []
+
+    def start(self) -> None:
+        """Start all workers and wait until each has loaded its models (errors are fatal here)."""
+        self.workers = [_Worker(self.ctx, self.spec, self.needed) for _ in range(self.n)]
+        for w in self.workers:
+            self._await_ready(w)
+
+    def _await_ready(self, w: _Worker) -> None:
+        ready = wait([w.conn, w.proc.sentinel])
+        if w.conn in ready:
+            try:
+                msg = w.conn.recv()
+            except EOFError:
+                msg = ("fatal", "worker closed its pipe while loading")
+            if msg[0] == "ready":
+                w.ready = True
+                return
+            self.close()
+            raise EngineError(f"A worker could not load its model(s): {msg[1]}")
+        self.close()
+        raise EngineError(f"A worker died while loading its model(s) (exit code {w.proc.exitcode}); "
+                          "the GGUF or adapter file may be corrupt or truncated, or memory ran out.")
+
+    def _next(self, source: Iterator, pending: deque):
+        if pending:
+            return pending.popleft()
+        if self._source_done:
+            return None
+        item = next(source, None)
+        self._source_done = item is None
+        return item
+
+    def run(self, units: Iterable[tuple[str, Any, list]]) -> Iterator[UnitOutcome]:
+        """units: (unit_id, unit, requests). Yields outcomes as units finish (not in input order)."""
+        source, pending, attempts = iter(units), deque(), {}
+        self._source_done = False
+        while True:
+            for w in self.workers:
+                if w.unit is None and (item := self._next(source, pending)) is not None:
+                    w.unit = item
+                    w.conn.send((item[0], item[2]))
+            busy = [w for w in self.workers if w.unit is not None]
+            if not busy:
+                return  # every idle worker was offered work: nothing pending, source exhausted
+            by_handle = {h: w for w in busy for h in (w.conn, w.proc.sentinel)}
+            for handle in wait(list(by_handle)):
+                w = by_handle[handle]
+                if w.unit is not None and w in self.workers:
+                    outcome = self._collect(w, handle, attempts, pending)
+                    if outcome is not None:
+                        yield outcome
+
+    def _collect(self, w: _Worker, handle, attempts: dict, pending: deque) -> UnitOutcome | None:
+        unit_id, unit, requests = w.unit
+        if handle is w.conn:
+            try:
+                msg = w.conn.recv()
+            except (EOFError, OSError):
+                msg = None
+            if msg is not None:
+                w.unit = None
+                if msg[0] == "done":
+                    return UnitOutcome(unit, msg[2])
+                return UnitOutcome(unit, None, f"engine error: {msg[2]}")
+        # The worker died holding this unit: replace it, retry the unit a bounded number of times.
+        w.unit = None
+        w.proc.join(timeout=5)
+        code = w.proc.exitcode
+        self._replace(w)
+        attempts[unit_id] = attempts.get(unit_id, 0) + 1
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        if attempts[unit_id] < self.max_attempts:
+            pending.append((unit_id, unit, requests))
+            return None
+        return UnitOutcome(unit, None, f"worker died ({how}) on this unit {attempts[unit_id]} times")
+
+    def _replace(self, w: _Worker) -> None:
+        idx = self.workers.index(w)
+        fresh = _Worker(self.ctx, self.spec, self.needed)
+        self.workers[idx] = fresh
+        self._await_ready(fresh)
+
+    def close(self) -> None:
+        for w in self.workers:
+            try:
+                if w.proc.is_alive():
+                    w.conn.send(None)
+            except (OSError, BrokenPipeError):
+                pass
+        for w in self.workers:
+            w.proc.join(timeout=2)
+            if w.proc.is_alive():
+                w.proc.kill()
+                w.proc.join(timeout=2)
+        self.workers = []

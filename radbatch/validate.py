@@ -1,0 +1,49 @@
+"""`radbatch recipes validate`: every file under recipes/ is checked by the loader that owns it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .errors import RecipeError
+from .models import load_models
+from .recipes import load_recipes, read_toml, recipes_dir
+from .router import load_routing
+
+
+def validate_all(root: str | Path | None = None) -> list[Path]:
+    root = Path(root) if root else recipes_dir()
+    problems: list[str] = []
+    checked: list[Path] = []
+    try:
+        recipes = load_recipes(root)
+    except RecipeError as exc:
+        raise RecipeError(exc.problems) from None
+    checked += [root / "profiles.toml", *sorted((root / "tasks").glob("*.toml"))]
+    models = {}
+    for path in sorted(root.rglob("*.toml")):
+        if path in checked:
+            continue
+        try:
+            if path.name.startswith("models") or path.parent.name == "models":
+                models.update(load_models(path, set(recipes.profiles)))
+            elif path.name.startswith("routing"):
+                continue  # after all models are known
+            elif path.parent.name == "finetune":
+                from .finetune_recipe import load_finetune_recipe
+                load_finetune_recipe(path)
+            else:
+                problems.append(f"{path}: not a known kind of recipe (tasks/, finetune/, models*.toml, "
+                                "routing*.toml, profiles.toml)")
+                continue
+        except RecipeError as exc:
+            problems += exc.problems
+        checked.append(path)
+    for path in sorted(root.rglob("routing*.toml")):
+        try:
+            load_routing(path, set(recipes.tasks), set(models))
+        except RecipeError as exc:
+            problems += exc.problems
+        checked.append(path)
+    if problems:
+        raise RecipeError(problems)
+    return checked
