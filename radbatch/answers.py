@@ -14,6 +14,7 @@ from typing import Any, Callable
 from .errors import RowError
 
 Values = dict[str, Any]
+NO_RADS = "none"
 _THINK = re.compile(r"^\s*<think>.*?</think>\s*", re.S)
 
 
@@ -71,7 +72,11 @@ class ChoiceAnswer:
 
 @dataclass(frozen=True)
 class RadsAnswer:
-    """`<SYSTEM> <category>` from a per-system category table, or a fixed none text."""
+    """`<SYSTEM> <category>` from a per-system category table, or a fixed none text.
+
+    "No RADS applies" is an answer, so it is a value (system "none", category null); a null system
+    always means "no answer" (or, in gold columns, "not labelled").
+    """
 
     systems: tuple[tuple[str, tuple[str, ...]], ...]
     none_text: str
@@ -95,14 +100,14 @@ class RadsAnswer:
     def parse(self, text: str) -> Values:
         text = clean(text)
         if text == self.none_text:
-            return {"system": None, "category": None}
+            return {"system": NO_RADS, "category": None}
         for name, cats in sorted(self.systems, key=lambda s: -len(s[0])):
             if text.startswith(name + " ") and text[len(name) + 1:] in cats:
                 return {"system": name, "category": text[len(name) + 1:]}
         raise RowError("answer is not a known RADS system and category")
 
     def render(self, values: Values) -> str:
-        if values.get("system") is None:
+        if values.get("system") in (None, NO_RADS):
             return self.none_text
         cats = dict(self.systems).get(values["system"], ())
         if values.get("category") not in cats:

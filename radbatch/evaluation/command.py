@@ -1,0 +1,65 @@
+"""The `radbatch eval` Click command: parse options, call evaluate(), print the table, map errors.
+
+Only click is imported at module level; the library (numpy, polars, ...) loads when the command runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+def _tasks(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    from .heads import HEADS
+
+    tasks = [t.strip() for t in value.split(",") if t.strip()]
+    unknown = [t for t in tasks if t not in HEADS]
+    if unknown:
+        raise click.UsageError(f"Unknown task {', '.join(map(repr, unknown))} in --tasks. Known: {', '.join(HEADS)}")
+    return tasks
+
+
+@click.command("eval")
+@click.argument("predictions", nargs=-1, required=True, type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--gold", type=click.Path(path_type=Path, dir_okay=False),
+              help="Parquet file with gold__<task>__<field> columns (default: those in the first PREDICTIONS file).")
+@click.option("--id-column", default=None,
+              help="Join predictions and gold on this column. Default: source_file + source_row when both "
+                   "files have them, else report_id.")
+@click.option("--report", "report_dir", type=click.Path(path_type=Path, file_okay=False),
+              help="Write DIR/report.html with charts, and DIR/metrics.json.")
+@click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
+              help="Write all figures to this metrics.json file.")
+@click.option("--tasks", "tasks_text", help="Comma-separated heads to evaluate (default: every head with gold).")
+def eval_command(predictions: tuple[Path, ...], gold: Path | None, id_column: str | None, report_dir: Path | None,
+                 json_path: Path | None, tasks_text: str | None) -> None:
+    """Score annotated PREDICTIONS against gold labels with the RadLite metrics.
+
+    Give one Parquet file to evaluate it, or two (A B) to also get the paired differences B - A.
+    """
+    if len(predictions) > 2:
+        raise click.UsageError(f"give 1 PREDICTIONS file, or 2 to compare runs; got {len(predictions)}.")
+    tasks = _tasks(tasks_text)
+    from .api import evaluate
+    from .errors import EvalError
+    from .table_text import format_table
+
+    try:
+        result = evaluate(list(predictions), gold, id_column, report_dir, tasks)
+        if json_path is not None:
+            result.write_json(json_path)
+    except EvalError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:  # an output folder or file that cannot be written
+        raise click.ClickException(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}. "
+                                   "Choose a writable --report / --json location.") from exc
+    click.echo(format_table(result), nl=False)
+    if report_dir is not None:
+        click.echo(f"report: {report_dir / 'report.html'}")
+
+
+if __name__ == "__main__":
+    eval_command()

@@ -1,0 +1,26 @@
+"""The sectionizer: findings/impression split, and in-report comparison statements."""
+
+from radbatch.sections import mentions_comparison, split_sections
+
+
+def test_headers_any_case_and_order():
+    s = split_sections("Impression: Normal.\nfindings: Clear lungs.\nCOMPARISON: None.")
+    assert s.findings == "Clear lungs." and s.impression == "Normal." and s.comparison == "None."
+    assert not mentions_comparison("", s)
+
+
+def test_no_headers_means_whole_text_is_findings():
+    s = split_sections("The lungs are clear. No effusion.")
+    assert s.findings == "The lungs are clear. No effusion." and s.impression is None and not s.has_headers
+
+
+def test_headers_without_findings():
+    s = split_sections("INDICATION: pain\nIMPRESSION: normal")
+    assert s.findings is None and s.impression == "normal"
+
+
+def test_comparison_statements():
+    s = split_sections("COMPARISON: CT 2020-01-01.\nFINDINGS: stable.\nIMPRESSION: stable")
+    assert mentions_comparison("", s)
+    s2 = split_sections("FINDINGS: Effusion has increased since the prior study.\nIMPRESSION: worse")
+    assert mentions_comparison("", s2)
