@@ -1,0 +1,101 @@
+"""How a radiologist lays out a report: header words and case, section order, list formats, footers.
+
+Each component is partitioned by split like the phrasings (see dictation.Options): the test split
+meets header words ("CLINICAL INFORMATION", "CONCLUSION"), list formats (bullets, "1)"), organ-labelled
+findings and date formats that train and dev never use; train has a few of its own (impression first,
+"HISTORY", dashes) that test never sees.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from typing import NamedTuple
+
+from radbatch.sample.dictation import Dictation, Options
+
+SECTIONS = ("indication", "technique", "comparison", "findings", "impression")
+
+_INDICATION_WORD = Options("INDICATION", "CLINICAL HISTORY", train=("HISTORY",), test=("CLINICAL INFORMATION",))
+_IMPRESSION_WORD = Options("IMPRESSION", "IMPRESSION", train=(), test=("CONCLUSION",))
+_HEADER_CASE = Options("upper", "upper", "title", test=("lower",))
+_ORDER = Options(
+    SECTIONS,
+    SECTIONS,
+    ("indication", "comparison", "technique", "findings", "impression"),
+    train=(("impression", "indication", "technique", "comparison", "findings"),),
+    test=(("comparison", "indication", "findings", "impression", "technique"),),
+)
+_FINDINGS_FORM = Options("prose", "prose", "lines", test=("organs",))
+_IMPRESSION_FORM = Options("numbered", "prose", "numbered", train=("dashes",), test=("bullets", "paren"))
+_TITLE = Options("EXAM: {exam}", "{exam}", "", train=("EXAMINATION: {exam}",), test=("Procedure: {exam}", "Study: {exam}"))
+_FOOTER = Options(
+    "",
+    "Electronically signed by {doctor} on {date}.",
+    train=("Dictated by: {doctor}",),
+    test=("Report verified by {doctor}, {date}.",),
+)
+_DATE_FORMAT = Options("%Y-%m-%d", train=("%m/%d/%Y",), test=("%d %B %Y", "%d.%m.%Y"))
+
+
+class Style(NamedTuple):  # NamedTuple: one per report, cheap to build
+    headers: dict[str, str]
+    inline: bool  # "FINDINGS: text" rather than a header line of its own
+    order: tuple[str, ...]
+    findings_form: str
+    impression_form: str
+    caps: bool  # whole report in capitals, as older RIS exports are
+    headerless: bool
+    title: str
+    footer: str
+    date_format: str
+    dropped: frozenset[str]
+    artefacts: bool  # voice-recognition slips
+
+
+def choose_style(d: Dictation, follow_up: bool) -> Style:
+    """A layout for one report; follow-ups always keep their comparison section."""
+    return Style(
+        headers=_headers(d.choose(_HEADER_CASE), d.choose(_INDICATION_WORD), d.choose(_IMPRESSION_WORD)),
+        inline=d.chance(0.5),
+        order=d.choose(_ORDER),
+        findings_form=d.choose(_FINDINGS_FORM),
+        impression_form=d.choose(_IMPRESSION_FORM),
+        caps=d.chance(0.04),
+        headerless=d.chance(0.06),
+        title=d.choose(_TITLE),
+        footer=d.choose(_FOOTER),
+        date_format=d.choose(_DATE_FORMAT),
+        dropped=_dropped(d, follow_up),
+        artefacts=d.chance(0.12),
+    )
+
+
+@functools.cache
+def _headers(case: str, indication: str, impression: str) -> dict[str, str]:
+    """Header words of one layout; a handful of combinations, built once each (do not mutate)."""
+    words = {
+        "indication": indication,
+        "technique": "TECHNIQUE",
+        "comparison": "COMPARISON",
+        "findings": "FINDINGS",
+        "impression": impression,
+    }
+    return {k: _cased(v, case) for k, v in words.items()}
+
+
+def _cased(word: str, case: str) -> str:
+    if case == "title":
+        return word.title()
+    return word.lower() if case == "lower" else word
+
+
+def _dropped(d: Dictation, follow_up: bool) -> frozenset[str]:
+    """Sections this report leaves out; most keep all (the common case returns a shared empty set)."""
+    r = d.random
+    dropped = [s for s, p in _DROP_RATES if r() < p and not (follow_up and s == "comparison")]
+    return frozenset(dropped) if dropped else _NOTHING
+
+
+_DROP_RATES = (("indication", 0.08), ("technique", 0.2), ("comparison", 0.15), ("impression", 0.05))
+_NOTHING: frozenset[str] = frozenset()
