@@ -26,6 +26,9 @@ def handle_errors(fn):
         except RadbatchError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # Ctrl-C outside the work loop (planning, model hashing, finalize)
+            click.echo("\nInterrupted. Rerun the same command to resume.", err=True)
+            sys.exit(EXIT_INTERRUPTED)
     return wrapper
 
 
@@ -61,6 +64,9 @@ def engine_options(fn):
         click.option("--models-file", type=click.Path(dir_okay=False), help="Models file (default recipes/models.toml)."),
         click.option("--routing-file", type=click.Path(dir_okay=False), help="Routing file (default recipes/routing.toml)."),
         click.option("--adapter", type=click.Path(dir_okay=False), help="LoRA adapter GGUF for the routed model(s)."),
+        click.option("--engine", type=click.Choice(["simple", "batched"]), default="simple", show_default=True,
+                     help="batched: shared report prefixes prefilled once, many heads decoded together; "
+                          "simple: one head at a time (the reference)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -76,6 +82,10 @@ def engine_options(fn):
 @click.option("--keep-columns", help="Comma-separated input columns to keep (default all).")
 @input_options
 @engine_options
+@click.option("--executor", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Where units run: local worker processes, or Ray actors (--workers/--threads per node).")
+@click.option("--ray-address", help="Ray cluster for --executor ray: 'auto' or head:6379 "
+              "(default: RAY_ADDRESS, else a Ray started for this run).")
 @click.option("--restart", is_flag=True, help="Discard a previous run's output and start over.")
 @click.option("--retry-errors", is_flag=True, help="Recompute only the rows whose heads errored.")
 @click.option("--fail-on-row-errors", is_flag=True, help="Exit 1 when any head errored or was truncated.")
@@ -84,14 +94,16 @@ def engine_options(fn):
 @handle_errors
 def annotate(inputs, output, tasks, questions, limit, keep_columns, id_column, text_column, findings_column,
              impression_column, patient_column, date_column, modality_column, question_column,
-             hypothesis_column, encoding, workers, threads, model, models_file, routing_file, adapter, restart,
-             retry_errors, fail_on_row_errors, chexpert_numeric, quiet):
+             hypothesis_column, encoding, workers, threads, model, models_file, routing_file, adapter, engine,
+             executor, ray_address, restart, retry_errors, fail_on_row_errors, chexpert_numeric, quiet):
     """Annotate report archives (Parquet/CSV files, directories, globs) with the task heads."""
     from .archive import ColumnOptions
     from .pipeline import Interrupted, annotate as run
     from .plan import AnnotateOptions
     from .report import print_start, print_summary
 
+    if ray_address and executor != "ray":
+        raise click.UsageError("--ray-address needs --executor ray")
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit becomes an OSError, not a kill
     cols = ColumnOptions(id_column, text_column, findings_column, impression_column, patient_column,
@@ -99,7 +111,8 @@ def annotate(inputs, output, tasks, questions, limit, keep_columns, id_column, t
     opts = AnnotateOptions(
         tuple(inputs), output, tasks, cols, tuple(questions), encoding, limit,
         tuple(c.strip() for c in keep_columns.split(",")) if keep_columns else None, workers, threads, model,
-        models_file, routing_file, adapter, restart, retry_errors, fail_on_row_errors, chexpert_numeric, quiet)
+        models_file, routing_file, adapter, restart, retry_errors, fail_on_row_errors, chexpert_numeric, quiet,
+        engine=engine, executor=executor, ray_address=ray_address)
     try:
         summary = run(opts, on_start=None if quiet else print_start)
     except Interrupted as exc:
@@ -162,6 +175,42 @@ def models(models_file, no_hash):
             click.echo(f"  heads ({routing.status}): {', '.join(served) or 'none'}")
 
 
+@cli.command()
+@click.argument("dev", nargs=-1, required=True)
+@click.option("--models", "models_file", required=True, type=click.Path(dir_okay=False, exists=True),
+              help="Models file listing the candidates.")
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="routing.toml to write.")
+@click.option("--candidates", help="Comma-separated model names (default: every model in the file).")
+@click.option("--work-dir", default="out/route", show_default=True, help="Where the dev annotations go (resumable).")
+@click.option("--limit", type=click.IntRange(1), help="Use only the first N dev rows.")
+@click.option("--tasks", help="Comma-separated heads to measure (default all).")
+@input_options
+@click.option("--workers", type=click.IntRange(1))
+@click.option("--threads", type=click.IntRange(1))
+@handle_errors
+def route(dev, models_file, output, candidates, work_dir, limit, tasks, id_column, text_column, findings_column,
+          impression_column, patient_column, date_column, modality_column, question_column, hypothesis_column,
+          encoding, workers, threads):
+    """Choose each head's model by dev-set scores and write a routing file."""
+    from pathlib import Path
+    from .archive import ColumnOptions
+    from .plan import AnnotateOptions
+    from .route import route as run_route, write_routing
+    cols = ColumnOptions(id_column, text_column, findings_column, impression_column, patient_column,
+                         date_column, modality_column, question_column, hypothesis_column)
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    base = AnnotateOptions(tuple(dev), "", tasks, cols, (), encoding, limit, workers=workers, threads=threads,
+                           quiet=True)
+    names = [c.strip() for c in candidates.split(",")] if candidates else None
+    choices = run_route(base, Path(models_file), Path(work_dir), names)
+    write_routing(choices, Path(output), dev[0])
+    for c in choices:
+        score = "no dev gold" if c.score is None else f"{c.metric} {c.score:.3f} (n={c.n})"
+        other = f"; runner-up {c.runner_up} {c.runner_up_score:.3f}" if c.runner_up else ""
+        click.echo(f"{c.task:<24} -> {c.model:<16} {score}{other}")
+    click.echo(f"Wrote {output}")
+
+
 @cli.group()
 def recipes():
     """Recipe tools."""
@@ -189,6 +238,8 @@ def _register_optional() -> None:
         cli.add_command(eval_command, name="eval")
     except ImportError:
         pass
+    from .finetune_command import finetune  # click only; torch loads when the command runs
+    cli.add_command(finetune)
 
 
 _register_optional()

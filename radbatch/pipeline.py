@@ -6,6 +6,7 @@ continues where it stopped; a finished output with the same run key means nothin
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
@@ -20,8 +21,9 @@ from .plan import AnnotateOptions, Plan, build_plan, check_memory, default_paral
 from .priors import build_priors, priors_for
 from .rows import UnitWork, assemble, prepare
 
-PART_ROWS = 256
-PART_SECONDS = 30.0
+# A part is flushed every PART_ROWS rows or PART_SECONDS, bounding the work a crash can lose.
+PART_ROWS = int(os.environ.get("RADBATCH_PART_ROWS", "256"))
+PART_SECONDS = float(os.environ.get("RADBATCH_PART_SECONDS", "30"))
 
 
 class Interrupted(Exception):
@@ -53,7 +55,8 @@ def _provenance(plan: Plan, workers: int, threads: int) -> dict:
         "models": {n: {"path": m.path, "adapter": m.adapter, **plan.hashes[n], "licence": m.licence,
                        "profile": m.profile} for n, m in plan.models.items()},
         "routing": plan.key_material["routing"], "routing_status": plan.routing.status,
-        "options": {**plan.key_material, "workers": workers, "threads": threads, "engine": plan.opts.engine},
+        "options": {**plan.key_material, "workers": workers, "threads": threads, "engine": plan.opts.engine,
+                    "executor": plan.opts.executor},
         "questions": {f"radiology_qa{h.suffix}": h.question for h in plan.heads if h.question},
     }
 
@@ -97,7 +100,7 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
         reopen_with_errors_removed(store, plan)
     if on_start:
         on_start(plan, workers, threads)
-    if plan.heads:
+    if plan.heads and opts.executor == "local":  # the Ray executor checks each node's memory itself
         check_memory(plan, workers)
     _execute(plan, store, workers, threads, summary)
     summary.outputs = finalize(store, plan.files, _provenance(plan, workers, threads),
@@ -143,10 +146,9 @@ def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: R
     try:
         units = _units(plan, store, done, summary, progress)
         if plan.heads:
-            from .pool import Pool
             spec = WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads,
                               engine=plan.opts.engine)
-            pool = Pool(spec, workers, set(plan.models))
+            pool = _pool(plan.opts, spec, workers)
             pool.start()
             outcomes = ((o.unit, o.completions, o.failure)
                         for o in pool.run((w.unit_id, w, w.requests) for w in units))
@@ -166,6 +168,15 @@ def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: R
         progress.close()
         if pool is not None:
             pool.close()
+
+
+def _pool(opts: AnnotateOptions, spec: WorkerSpec, workers: int):
+    """The executor: local worker processes, or Ray actors (--workers/--threads per node) on a cluster."""
+    if opts.executor == "ray":
+        from .executor_ray import RayPool
+        return RayPool(spec, set(spec.models), opts.workers, opts.threads, opts.ray_address, opts.quiet)
+    from .pool import Pool
+    return Pool(spec, workers, set(spec.models))
 
 
 class _PartWriter:

@@ -48,6 +48,8 @@ class AnnotateOptions:
     quiet: bool = False
     unit_size: int = UNIT_SIZE
     engine: str = "simple"
+    executor: str = "local"             # local | ray (how units are computed; not part of the run key)
+    ray_address: str | None = None      # --executor ray: cluster address (None: RAY_ADDRESS, else a local Ray)
 
 
 @dataclass
@@ -116,9 +118,12 @@ def build_plan(opts: AnnotateOptions) -> Plan:
         if m.adapter:
             check_gguf(m.adapter, f"adapter of model {name!r}")
         hashes[name] = {"sha256": sha256_file(m.path), "adapter_sha256": sha256_file(m.adapter) if m.adapter else None}
+        if m.adapter:
+            from .finetune_adapter import check_adapter_base  # reads GGUF metadata (gguf imported lazily)
+            check_adapter_base(m.adapter, name, m.path, hashes[name]["sha256"])
     files = [archive.inspect(i, p, opts.encoding) for i, p in enumerate(archive.discover(list(opts.inputs)))]
     archive.check_columns(files, opts.columns)
-    keep = _keep_columns(opts, files)
+    keep = _keep_columns(opts, files, heads)
     plan = Plan(opts, recipes, heads, models, {h.key: models[routing.model_for(h.recipe.id)] for h in heads},
                 routing, files, keep, hashes)
     plan.key_material = _key_material(plan)
@@ -126,15 +131,16 @@ def build_plan(opts: AnnotateOptions) -> Plan:
     return plan
 
 
-def _keep_columns(opts: AnnotateOptions, files: list[InputFile]) -> list[str]:
+def _keep_columns(opts: AnnotateOptions, files: list[InputFile], heads: list[HeadInstance]) -> list[str]:
     reserved = {"source_file", "source_row", "status", "id_duplicated", "_source_index"}
+    reserved |= {f.name for h in heads for f in h.output_fields()}
     common = [c for c in files[0].columns if all(c in f.columns for f in files)]
     keep = list(opts.keep_columns) if opts.keep_columns is not None else common
     for c in keep:
         if c not in common:
             raise InputError(f"--keep-columns names {c!r}, which is not in every input file; columns in all "
                              f"files: {', '.join(common)}")
-        if c in reserved or "__" in c:
+        if c in reserved:
             raise InputError(f"input column {c!r} clashes with radbatch's output columns; drop it with "
                              "--keep-columns or rename it")
     return keep
@@ -168,13 +174,18 @@ def default_parallelism(workers: int | None, threads: int | None) -> tuple[int, 
     return max(1, cores // threads), threads
 
 
+def worker_memory(models) -> int:
+    """Bytes one worker needs: it maps every model it serves (ModelSpecs), plus a generous KV/compute allowance."""
+    need = 0
+    for m in models:
+        size = Path(m.path).stat().st_size + (Path(m.adapter).stat().st_size if m.adapter else 0)
+        need += int(size * 1.1) + m.context_size * 64 * 1024
+    return need
+
+
 def check_memory(plan: Plan, workers: int) -> None:
     """Each worker maps every model it serves; refuse before starting if that cannot fit."""
-    need = 0
-    for m in plan.models.values():
-        size = Path(m.path).stat().st_size + (Path(m.adapter).stat().st_size if m.adapter else 0)
-        need += int(size * 1.1) + m.context_size * 64 * 1024  # weights + a generous KV/compute allowance
-    need *= workers
+    need = worker_memory(plan.models.values()) * workers
     avail = _available_memory()
     if avail and need > avail:
         raise EngineError(f"{workers} worker(s) x {len(plan.models)} model(s) need about {need / 2**30:.1f} GiB "

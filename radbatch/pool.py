@@ -19,6 +19,10 @@ from typing import Any, Iterable, Iterator
 from .engine import WorkerSpec
 from .errors import EngineError
 
+# Units given up on (worker died max_attempts times) with no unit done in between: the model, adapter or engine
+# is broken, not the reports, and going on would only crash-loop through the archive.
+MAX_FAILED_UNITS_IN_A_ROW = 3
+
 
 @dataclass
 class UnitOutcome:
@@ -27,24 +31,70 @@ class UnitOutcome:
     failure: str = ""
 
 
+def _test_crash(unit_id: str) -> None:
+    """Test-only fault injection (tests/test_faults*.py): RADBATCH_TEST_CRASH_UNIT="0:8,0:16" kills the worker
+    with SIGKILL when it receives one of these units ("load": while loading). Options after ';': `segv` crashes
+    in native code instead, `once=PATH` crashes only while PATH does not exist (it is created first)."""
+    units, *opts = os.environ.get("RADBATCH_TEST_CRASH_UNIT", "").split(";")
+    if unit_id not in units.split(","):
+        return
+    flags = dict(o.partition("=")[::2] for o in opts)
+    if flags.get("once"):
+        if os.path.exists(flags["once"]):
+            return
+        open(flags["once"], "w").close()
+    if "segv" in flags:
+        import ctypes
+        ctypes.string_at(0)  # a NULL read in native code: SIGSEGV
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _die_with_parent() -> None:
+    """A supervisor killed with SIGKILL cannot stop its workers; have the kernel do it (Linux), so an
+    orphaned worker never keeps burning CPU on a unit nobody will collect."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def _worker_main(conn, spec: WorkerSpec, needed: set[str]) -> None:
+    parent = os.getppid()
+    _die_with_parent()
+    if os.getppid() != parent:  # the supervisor died before the death signal was armed
+        return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C and stops us
     from .engine import build_engines, run_unit
+    _test_crash("load")
     try:
         engines = build_engines(spec, needed)
+        reply = ("ready", os.getpid())
     except Exception as exc:  # report the load failure; never the traceback of a report
-        conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
+        engines, reply = None, ("fatal", f"{type(exc).__name__}: {exc}")
+    try:
+        conn.send(reply)
+    except OSError:
+        return  # the supervisor died while we loaded
+    if engines is None:
         return
-    conn.send(("ready", os.getpid()))
     while True:
-        msg = conn.recv()
+        try:
+            msg = conn.recv()
+        except (EOFError, OSError):
+            return  # the supervisor is gone (killed): exit quietly instead of lingering or a traceback
         if msg is None:
             return
         unit_id, requests = msg
+        _test_crash(unit_id)
         try:
-            conn.send(("done", unit_id, run_unit(engines, requests)))
+            reply = ("done", unit_id, run_unit(engines, requests))
         except Exception as exc:
-            conn.send(("unit_error", unit_id, f"{type(exc).__name__}: {exc}"))
+            reply = ("unit_error", unit_id, f"{type(exc).__name__}: {exc}")
+        try:
+            conn.send(reply)
+        except OSError:
+            return  # the supervisor is gone
 
 
 class _Worker:
@@ -97,12 +147,15 @@ class Pool:
     def run(self, units: Iterable[tuple[str, Any, list]]) -> Iterator[UnitOutcome]:
         """units: (unit_id, unit, requests). Yields outcomes as units finish (not in input order)."""
         source, pending, attempts = iter(units), deque(), {}
-        self._source_done = False
+        self._source_done, self._failed_in_a_row = False, 0
         while True:
             for w in self.workers:
                 if w.unit is None and (item := self._next(source, pending)) is not None:
                     w.unit = item
-                    w.conn.send((item[0], item[2]))
+                    try:
+                        w.conn.send((item[0], item[2]))
+                    except OSError:
+                        pass  # it died while idle: its sentinel is ready and _collect retries the unit
             busy = [w for w in self.workers if w.unit is not None]
             if not busy:
                 return  # every idle worker was offered work: nothing pending, source exhausted
@@ -124,6 +177,7 @@ class Pool:
             if msg is not None:
                 w.unit = None
                 if msg[0] == "done":
+                    self._failed_in_a_row = 0
                     return UnitOutcome(unit, msg[2])
                 return UnitOutcome(unit, None, f"engine error: {msg[2]}")
         # The worker died holding this unit: replace it, retry the unit a bounded number of times.
@@ -136,6 +190,12 @@ class Pool:
         if attempts[unit_id] < self.max_attempts:
             pending.append((unit_id, unit, requests))
             return None
+        self._failed_in_a_row += 1
+        if self._failed_in_a_row >= MAX_FAILED_UNITS_IN_A_ROW:
+            self.close()
+            raise EngineError(f"Workers died ({how}) on {self._failed_in_a_row} units in a row, {self.max_attempts} "
+                              "tries each: the model, adapter or engine is broken, not the reports. Parts already "
+                              "written are kept; fix the cause and rerun the same command to resume.")
         return UnitOutcome(unit, None, f"worker died ({how}) on this unit {attempts[unit_id]} times")
 
     def _replace(self, w: _Worker) -> None:

@@ -1,0 +1,83 @@
+"""`radbatch route`: run every candidate model on a dev archive through annotate, score every head with
+`radbatch eval`, and write routing.toml sending each head to the model that is better on dev.
+
+Ties (within 1e-9) go to the cheaper model (smaller GGUF + adapter on disk). Test scores are never used here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from .errors import InputError
+from .models import load_models, materialise
+from .plan import TASK_ORDER, AnnotateOptions
+from .recipes import load_recipes
+
+
+@dataclass(frozen=True)
+class Choice:
+    task: str
+    metric: str
+    model: str
+    score: float | None
+    n: int
+    runner_up: str | None
+    runner_up_score: float | None
+
+
+def _cost(spec) -> int:
+    spec = materialise(spec)
+    return sum(Path(p).stat().st_size for p in (spec.path, spec.adapter) if p)
+
+
+def route(base: AnnotateOptions, models_file: Path, work_dir: Path, candidates: list[str] | None = None
+          ) -> list[Choice]:
+    from .evaluation import evaluate
+    from .pipeline import annotate
+
+    recipes = load_recipes()
+    models = load_models(models_file, set(recipes.profiles))
+    names = candidates or list(models)
+    unknown = [n for n in names if n not in models]
+    if unknown:
+        raise InputError(f"Unknown model {unknown[0]!r}. Known: {', '.join(models)}")
+    scores: dict[str, dict[str, tuple[str, float, int]]] = {}
+    for name in names:
+        out = work_dir / f"dev-{name}.parquet"
+        annotate(replace(base, output=str(out), model=name, models_file=str(models_file)))
+        result = evaluate([out])
+        scores[name] = {t: (h.primary, h.metrics[h.primary].value, h.metrics[h.primary].n)
+                        for t, h in result.runs[0].heads.items()}
+    costs = {n: _cost(models[n]) for n in names}
+    return [_choose(task, names, scores, costs) for task in TASK_ORDER if task in recipes.tasks]
+
+
+def _choose(task: str, names: list[str], scores: dict, costs: dict) -> Choice:
+    scored = [(scores[n][task][1], -costs[n], n) for n in names if task in scores[n]]
+    if not scored:  # no dev gold for this head: cheapest model, unmeasured
+        cheapest = min(names, key=lambda n: costs[n])
+        return Choice(task, "none", cheapest, None, 0, None, None)
+    ranked = sorted(scored, key=lambda s: (round(s[0], 9), s[1]), reverse=True)
+    best, second = ranked[0], (ranked[1] if len(ranked) > 1 else None)
+    metric, _, n = scores[best[2]][task]
+    return Choice(task, metric, best[2], best[0], n, second[2] if second else None, second[0] if second else None)
+
+
+def write_routing(choices: list[Choice], path: Path, dev: str) -> None:
+    measured = all(c.score is not None for c in choices)
+    lines = ["# Which model serves each task head. Used by `radbatch annotate`; written by `radbatch route`",
+             f"# from dev-set scores on {dev}. Rerun `radbatch route` to update it.",
+             f'status = "{"measured" if measured else "provisional"}"',
+             f'note = "chosen on dev archive {Path(dev).name}; ties go to the cheaper model"', "", "[routes]"]
+    lines += [f'{c.task} = "{c.model}"' for c in choices]
+    for c in choices:
+        if c.score is None:
+            continue
+        lines += ["", f"[scores.{c.task}]", f'metric = "{c.metric}"', f'model = "{c.model}"',
+                  f"dev_score = {c.score:.4f}", f"n = {c.n}"]
+        if c.runner_up is not None:
+            lines += [f'runner_up = "{c.runner_up}"', f"runner_up_score = {c.runner_up_score:.4f}"]
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("\n".join(lines) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,297 @@
+"""`--executor ray` on a real two-node Ray cluster on this machine, against the local executor.
+
+The cluster is two `ray start --block` processes (a head with 2 CPUs, a node with 1) in their own temp dir;
+teardown kills exactly the process trees this module started, even when a test fails. Usage statistics are
+off and the cluster requires a token made for this module (RAY_AUTH_TOKEN, never written to ~/.ray). Both
+nodes are given 127.0.0.1; Ray swaps it for this machine's own address (it refuses loopback for a multi-node
+cluster), so all traffic stays on this machine.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from conftest import REPORTS, write_reports
+
+from radbatch.cli import cli
+from radbatch.executor_ray import CPU_SHARE, layout
+from radbatch.output import read_provenance
+
+pytest.importorskip("ray")
+
+BIN = Path(sys.executable).parent
+TASKS = "m_staging,rads_assignment"
+ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
+       "PYTHONUNBUFFERED": "1"}
+ENV.pop("RAY_ADDRESS", None)
+
+
+# -- the cluster ------------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tree(roots: list[int]) -> list[int]:
+    """The processes under `roots` (Ray's gcs_server, raylet, workers, ...), read from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    out, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += children.get(pid, [])
+    return out
+
+
+def _kill(pids: list[int]) -> None:
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class Cluster:
+    def __init__(self, tmp: Path):
+        self.tmp, self.port, self.procs = tmp, _free_port(), []
+        self.address = f"127.0.0.1:{self.port}"
+
+    def _start(self, name: str, args: list[str]) -> None:
+        log = open(self.tmp / f"{name}.log", "w")
+        self.procs.append(subprocess.Popen(
+            [str(BIN / "ray"), "start", "--block", "--node-ip-address=127.0.0.1", f"--temp-dir={self.tmp / name}",
+             f"--dashboard-agent-listen-port={_free_port()}", *args],
+            env=ENV, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+
+    def start(self) -> None:
+        self._start("head", ["--head", f"--port={self.port}", "--num-cpus=2", "--include-dashboard=false",
+                             "--disable-usage-stats", f"--dashboard-port={_free_port()}"])
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 1).close()
+                break
+            except OSError:
+                assert self.procs[0].poll() is None and time.monotonic() < deadline, \
+                    (self.tmp / "head.log").read_text()
+                time.sleep(0.2)
+        self._start("node", [f"--address={self.address}", "--num-cpus=1"])
+        wait = ("import ray, time; ray.init(address=%r, log_to_driver=False)\n"
+                "while sum(n['Alive'] for n in ray.nodes()) < 2: time.sleep(0.2)" % self.address)
+        r = subprocess.run([sys.executable, "-c", wait], env=ENV, timeout=90, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr[-3000:] + (self.tmp / "node.log").read_text()[-2000:]
+
+    def actor_pids(self) -> list[int]:
+        return [p for p in _tree([p.pid for p in self.procs])
+                if Path(f"/proc/{p}/cmdline").exists() and b"Annotator" in Path(f"/proc/{p}/cmdline").read_bytes()]
+
+    def stop(self) -> None:
+        _kill(_tree([p.pid for p in self.procs]))  # Ray's workers exit when their raylet is gone
+        for p in self.procs:
+            p.wait(timeout=10)
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    tmp = Path(tempfile.mkdtemp(prefix="rbray-", dir="/tmp"))  # short: Ray's socket paths must fit 107 bytes
+    c = Cluster(tmp)
+    try:
+        c.start()
+        yield c
+    finally:
+        c.stop()
+
+
+# -- runs -------------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def archive(tmp_path_factory) -> Path:
+    texts = [REPORTS[i % len(REPORTS)] for i in range(20)]
+    texts[5] = "   "   # an empty_text row keeps its status on every executor
+    return write_reports(tmp_path_factory.mktemp("ray_archive") / "a.parquet", texts=texts)
+
+
+def _cmd(archive: Path, out: Path, *extra: str) -> list[str]:
+    return [str(BIN / "radbatch"), "annotate", str(archive), "-o", str(out), "--tasks", TASKS,
+            "--workers", "1", "--threads", "1", *extra]
+
+
+def _run(args: list[str], **env) -> subprocess.CompletedProcess:
+    return subprocess.run(args, env={**ENV, **env}, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def local_output(archive, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("ray_local") / "local.parquet"
+    r = _run(_cmd(archive, out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def _same_table(a: Path, b: Path) -> None:
+    left, right = pl.read_parquet(a), pl.read_parquet(b)
+    assert left.schema == right.schema
+    assert left.equals(right)
+    assert read_provenance(a)["run_key"] == read_provenance(b)["run_key"]
+
+
+def test_ray_cluster_output_equals_local(cluster, archive, local_output, tmp_path):
+    out = tmp_path / "ray.parquet"
+    r = _run(_cmd(archive, out, "--executor", "ray", "--ray-address", cluster.address))
+    assert r.returncode == 0, r.stderr
+    layout_line = re.search(r"ray: .*", r.stderr).group(0)  # printed between progress bar updates
+    assert re.fullmatch(r"ray: 2 node\(s\), 2 annotator\(s\): \S+ 1 x 1 thread\(s\), \S+ 1 x 1 thread\(s\)",
+                        layout_line), layout_line
+    _same_table(local_output, out)
+    df = pl.read_parquet(out)
+    assert df.height == 20 and df["status"].value_counts().sort("status").rows() == [("empty_text", 1), ("ok", 19)]
+    assert set(df["m_staging__stage"].drop_nulls()) <= {"M0", "M1"}
+    assert read_provenance(out)["options"]["executor"] == "ray"
+    assert read_provenance(local_output)["options"]["executor"] == "local"
+    # The same command again: nothing to do, whichever executor wrote it.
+    again = _run(_cmd(archive, out, "--executor", "ray", "--ray-address", cluster.address))
+    assert again.returncode == 0 and again.stdout.startswith("Nothing to do:")
+
+
+def test_ray_run_killed_midway_resumes_to_the_same_output(cluster, archive, local_output, tmp_path):
+    out = tmp_path / "killed.parquet"
+    args = _cmd(archive, out, "--executor", "ray", "--ray-address", cluster.address, "-q")
+    parts = Path(f"{out}.radbatch") / "parts"
+    proc = subprocess.Popen(args, env={**ENV, "RADBATCH_PART_ROWS": "8"}, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 240
+        while not list(parts.glob("part-*.parquet")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before a part was written"
+            time.sleep(0.05)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not out.exists()
+    r = _run(args, RADBATCH_PART_ROWS="8")
+    assert r.returncode == 0, r.stderr
+    computed = int(r.stdout.split("(")[1].split()[0])
+    assert 0 < computed < 20          # the saved units were not recomputed
+    _same_table(local_output, out)    # and nothing is missing or duplicated
+
+
+def test_ray_annotator_killed_midway_is_replaced(cluster, archive, local_output, tmp_path):
+    out = tmp_path / "actor.parquet"
+    before = set(cluster.actor_pids())  # a killed driver's annotators may still be on their way out
+    proc = subprocess.Popen(_cmd(archive, out, "--executor", "ray", "--ray-address", cluster.address),
+                            env={**ENV, "RADBATCH_PART_ROWS": "8"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 240
+        while not list((Path(f"{out}.radbatch") / "parts").glob("part-*.parquet")):  # annotators are busy
+            assert proc.poll() is None and time.monotonic() < deadline, "the run ended before a part was written"
+            time.sleep(0.05)
+        mine = [p for p in cluster.actor_pids() if p not in before]
+        assert len(mine) == 2
+        _kill(mine[:1])
+        stdout, stderr = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, stderr
+    assert "annotator died" in stderr and "replaced it" in stderr
+    _same_table(local_output, out)  # the lost unit was retried on a fresh annotator
+
+
+def test_model_missing_on_a_node_names_node_and_path(cluster, tmp_path):
+    real = tmp_path / "copy.gguf"
+    real.write_bytes(b"GGUF" + b"\0" * 60)
+    other = "0" * 64
+    script = f"""
+import ray
+from radbatch.errors import EngineError
+from radbatch.executor_ray import check_nodes, layout
+ray.init(address={cluster.address!r}, log_to_driver=False)
+slots = layout(ray.nodes(), 1, 1)
+try:
+    check_nodes(ray, slots, [("model 'ghost'", "/nowhere/ghost.gguf", 10, {other!r}),
+                             ("adapter of model 'x'", {str(real)!r}, 999, {other!r}),
+                             ("model 'y'", {str(real)!r}, 64, {other!r})], 0)
+except EngineError as exc:
+    print("EXIT", exc.exit_code)
+    print(exc)
+print("NODES", " ".join(f"{{s.node_id}}@{{s.ip}}" for s in slots))
+"""
+    r = subprocess.run([sys.executable, "-c", script], env=ENV, capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "EXIT 3" in r.stdout
+    nodes = [n.split("@") for n in r.stdout.split("NODES ")[1].split()]
+    assert len(nodes) == 2
+    for node_id, ip in nodes:
+        assert (f"Ray node {ip} (node id {node_id}, host {socket.gethostname()}): model 'ghost' file not "
+                "found: /nowhere/ghost.gguf") in r.stdout
+        assert (f"(node id {node_id}, host {socket.gethostname()}): adapter of model 'x' file {real} has 64 bytes "
+                "here, 999 on the driver (a partial or different copy)") in r.stdout
+        assert (f"(node id {node_id}, host {socket.gethostname()}): model 'y' file {real} differs from the "
+                "driver's (sha256 ") in r.stdout
+    assert "the driver's paths (a shared file system, or a copy staged there before the run)" in r.stdout
+
+
+# -- without a cluster --------------------------------------------------------------------------------------
+def test_ray_without_address_runs_a_private_local_ray(archive, local_output, tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    out = tmp_path / "pilot.parquet"
+    env = {k: v for k, v in ENV.items() if not k.startswith("RAY_AUTH")}
+    r = subprocess.run(_cmd(archive, out, "--executor", "ray", "--limit", "8"), capture_output=True, text=True,
+                       env={**env, "HOME": str(home)}, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"ray: 1 node\(s\), 1 annotator\(s\): 127\.0\.0\.1 1 x 1 thread\(s\)", r.stderr)
+    assert pl.read_parquet(out).equals(pl.read_parquet(local_output).head(8))  # unit 0:0 is the same unit
+    assert not (home / ".ray").exists()  # the run's token lived in its environment only
+
+
+def test_layout_reserves_fractional_cpus_per_node():
+    nodes = [{"NodeID": "h", "NodeManagerAddress": "10.0.0.1", "Alive": True, "Resources": {"CPU": 0.0}},
+             {"NodeID": "a", "NodeManagerAddress": "10.0.0.2", "Alive": True, "Resources": {"CPU": 2.0}},
+             {"NodeID": "b", "NodeManagerAddress": "10.0.0.3", "Alive": True, "Resources": {"CPU": 16.0}},
+             {"NodeID": "c", "NodeManagerAddress": "10.0.0.4", "Alive": False, "Resources": {"CPU": 8.0}}]
+    default = layout(nodes, None, None)
+    assert [(s.node_id, s.workers, s.threads, s.actor_cpus) for s in default] == [("a", 1, 2, 1.0), ("b", 8, 2, 1.0)]
+    given = layout(nodes, 3, 4)
+    assert [(s.node_id, s.workers, s.threads) for s in given] == [("a", 3, 4), ("b", 3, 4)]
+    for s in default + given:   # the actors of a node never reserve more than CPU_SHARE of it
+        assert 0 < s.actor_cpus * s.workers <= s.cpus * CPU_SHARE + 1e-6
+
+
+def test_unreachable_ray_address_fails_fast(archive, tmp_path):
+    t0 = time.monotonic()
+    r = _run(_cmd(archive, tmp_path / "x.parquet", "--executor", "ray", "--ray-address", f"127.0.0.1:{_free_port()}"))
+    assert r.returncode == 3
+    assert "Error: no Ray cluster answers at 127.0.0.1:" in r.stderr and "ray start --head" in r.stderr
+    assert time.monotonic() - t0 < 30
+
+
+def test_ray_address_needs_ray_executor(archive, tmp_path):
+    r = CliRunner().invoke(cli, ["annotate", str(archive), "-o", str(tmp_path / "x.parquet"), "--ray-address", "auto"])
+    assert r.exit_code == 2 and "--ray-address needs --executor ray" in r.output
+
+
+def test_cli_and_pipeline_never_import_ray():
+    code = "import sys, radbatch.cli, radbatch.pipeline; sys.exit('ray' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], env=ENV).returncode == 0

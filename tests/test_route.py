@@ -1,0 +1,48 @@
+"""route: the model that is better on dev wins each head; the routing file it writes is accepted by annotate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from radbatch.route import Choice, _choose, write_routing
+from radbatch.router import load_routing
+from conftest import REPO, run_cli
+
+
+def test_choose_prefers_score_then_cheaper_model():
+    scores = {"big": {"m_staging": ("accuracy", 0.8, 10), "n_staging": ("accuracy", 0.5, 10)},
+              "small": {"m_staging": ("accuracy", 0.6, 10), "n_staging": ("accuracy", 0.5, 10)}}
+    costs = {"big": 2000, "small": 100}
+    m = _choose("m_staging", ["big", "small"], scores, costs)
+    assert (m.model, m.score, m.runner_up, m.runner_up_score) == ("big", 0.8, "small", 0.6)
+    assert _choose("n_staging", ["big", "small"], scores, costs).model == "small"  # tie -> cheaper
+    assert _choose("radiology_qa", ["big", "small"], scores, costs) == Choice(
+        "radiology_qa", "none", "small", None, 0, None, None)
+
+
+def test_route_on_a_constructed_dev_archive(tmp_path: Path):
+    """Two candidates on the same weights; `cramped` has a context too small for these (padded) reports, so
+    it errors on every row and must lose every measured head."""
+    import polars as pl
+    models = tmp_path / "models.toml"
+    models.write_text('[models.good]\npath = "embedded"\ncontext_size = 2048\n\n'
+                      '[models.cramped]\npath = "embedded"\ncontext_size = 256\n')
+    dev = tmp_path / "dev.parquet"
+    padding = "\nAddendum: this examination was reviewed at the departmental conference." * 12
+    (pl.read_parquet(REPO / "sample_data" / "reports.parquet").head(24)
+     .with_columns(pl.col("report_text") + padding).write_parquet(dev))
+    routing = tmp_path / "routing.toml"
+    res = run_cli("route", dev, "--models", models, "-o", routing,
+                  "--tasks", "m_staging,n_staging", "--limit", "24", "--work-dir", tmp_path / "work")
+    assert res.returncode == 0, res.stderr
+    r = load_routing(routing, {"rads_assignment", "impression_generation", "temporal_comparison", "radiology_ner",
+                               "n_staging", "m_staging", "radiology_nli", "abnormality_detection", "radiology_qa"},
+                     {"good", "cramped"})
+    assert r.routes["m_staging"] == "good" and r.routes["n_staging"] == "good"
+    assert r.scores["m_staging"]["runner_up"] == "cramped" and r.scores["m_staging"]["runner_up_score"] == 0.0
+    assert r.status == "provisional"  # heads without dev measurements keep it provisional
+    src = tmp_path / "in.parquet"
+    src.write_bytes((REPO / "sample_data" / "reports.parquet").read_bytes())
+    res = run_cli("annotate", src, "-o", tmp_path / "o.parquet", "--models-file", models, "--routing-file", routing,
+                  "--tasks", "m_staging", "--limit", "8", "-q")
+    assert res.returncode == 0, res.stderr
