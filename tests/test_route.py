@@ -29,11 +29,11 @@ def test_route_on_a_constructed_dev_archive(tmp_path: Path):
                       '[models.cramped]\npath = "embedded"\ncontext_size = 256\n')
     dev = tmp_path / "dev.parquet"
     padding = "\nAddendum: this examination was reviewed at the departmental conference." * 12
-    (pl.read_parquet(REPO / "sample_data" / "reports.parquet").head(24)
+    (pl.read_parquet(REPO / "sample_data" / "reports.parquet").head(16)
      .with_columns(pl.col("report_text") + padding).write_parquet(dev))
     routing = tmp_path / "routing.toml"
     res = run_cli("route", dev, "--models", models, "-o", routing,
-                  "--tasks", "m_staging,n_staging", "--limit", "24", "--work-dir", tmp_path / "work")
+                  "--tasks", "m_staging,n_staging", "--limit", "16", "--work-dir", tmp_path / "work")
     assert res.returncode == 0, res.stderr
     r = load_routing(routing, {"rads_assignment", "impression_generation", "temporal_comparison", "radiology_ner",
                                "n_staging", "m_staging", "radiology_nli", "abnormality_detection", "radiology_qa"},
