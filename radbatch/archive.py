@@ -102,6 +102,9 @@ def inspect(index: int, path: Path, encoding: str) -> InputFile:
         raise InputError(f"{path} cannot be read as {kind}: {_safe(exc)}") from None
     if rows == 0:
         raise InputError(f"{path} has no rows. Remove it from the input or re-export it.")
+    dup = next((c for c in columns if columns.count(c) > 1), None)
+    if dup is not None:
+        raise InputError(f"{path} has more than one column named {dup!r}; rename them (columns are used by name).")
     return InputFile(index, str(path), kind, columns, rows, st.st_size, st.st_mtime_ns)
 
 
@@ -112,6 +115,30 @@ def check_columns(files: list[InputFile], cols: ColumnOptions) -> None:
                 flag = "--" + option.replace("_", "-") + "-column"
                 raise InputError(f"column {column!r} not found in {f.path}; columns are: "
                                  f"{', '.join(f.columns)}. Use {flag}.")
+        if f.kind == "parquet":
+            _check_types(f, cols)
+
+
+def _is_text(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _is_text(t.value_type)
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_binary(t)
+            or pa.types.is_large_binary(t) or pa.types.is_null(t) or str(t) in ("string_view", "binary_view"))
+
+
+def _check_types(f: InputFile, cols: ColumnOptions) -> None:
+    """Text columns must hold text, the id column single values (CSV columns are always text)."""
+    import pyarrow.parquet as pq
+    schema = pq.read_schema(f.path)
+    for option, column in cols.named().items():
+        t = schema.field(column).type
+        flag = "--" + option.replace("_", "-") + "-column"
+        if column in cols.text_columns() and not _is_text(t):
+            raise InputError(f"column {column!r} in {f.path} holds {t} values, not text. Use {flag} to name the "
+                             "text column.")
+        if option == "id" and pa.types.is_nested(t) and not pa.types.is_struct(t):
+            raise InputError(f"column {column!r} in {f.path} holds {t} values; report ids must be single values "
+                             f"(text or numbers). Use {flag}.")
 
 
 def _safe(exc: BaseException) -> str:
@@ -179,6 +206,8 @@ def decode(value, encoding_label: str = "utf-8") -> tuple[str | None, bool]:
     """(text, ok). Bytes are decoded strictly; undecodable bytes give (None, False)."""
     if value is None or isinstance(value, str):
         return value, True
+    if not isinstance(value, (bytes, bytearray, memoryview)):
+        return None, False
     try:
         return bytes(value).decode("utf-8"), True
     except UnicodeDecodeError:

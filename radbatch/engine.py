@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from .models import ModelSpec
 from .prompts import Prompt
 
-ENGINE_KINDS = ("simple",)
+ENGINE_KINDS = ("simple", "batched")  # batched: radbatch/engine_batched.py
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,12 @@ class LlamaEngine:
         if spec.adapter:
             kwargs["lora_path"] = spec.adapter
         self.llm = Llama(**kwargs)
+        if spec.adapter and not self.llm._lora_adapter:
+            # llama-cpp-python 0.3.36 tests the adapter pointer with `is None`, so a NULL one (llama.cpp refused
+            # the adapter) is applied anyway and the first decode segfaults. Refuse it here, while loading.
+            self.llm._lora_adapter = None
+            raise ValueError(f"llama.cpp refused the LoRA adapter {spec.adapter} for {spec.path}: it was made for "
+                             "another base model (architecture or tensor shapes differ) or is not a LoRA GGUF")
         self.n_ctx = spec.context_size
         self.add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
         self.grammars = {task: LlamaGrammar.from_string(g, verbose=False) for task, g in grammars.items()}
@@ -82,6 +88,11 @@ class LlamaEngine:
 def build_engines(spec: WorkerSpec, needed: set[str]) -> dict[str, LlamaEngine]:
     if spec.engine not in ENGINE_KINDS:
         raise ValueError(f"Unknown engine {spec.engine!r}. Known: {', '.join(ENGINE_KINDS)}")
+    if spec.engine == "batched":
+        from .engine_batched import BatchedEngine, BatchSettings
+        settings = BatchSettings.from_extra(spec.extra)
+        return {name: BatchedEngine(spec.models[name], spec.threads, spec.seed, spec.grammars, settings)
+                for name in sorted(needed)}
     return {name: LlamaEngine(spec.models[name], spec.threads, spec.seed, spec.grammars)
             for name in sorted(needed)}
 
@@ -91,7 +102,11 @@ def run_unit(engines: dict, requests: list[Request]) -> list[Completion]:
     so consecutive prompts share the report prefix."""
     out: list[Completion | None] = [None] * len(requests)
     for name, engine in engines.items():
-        for i, req in enumerate(requests):
-            if req.model == name:
-                out[i] = engine.complete(req)
+        mine = [i for i, req in enumerate(requests) if req.model == name]
+        if hasattr(engine, "complete_many"):  # the batched engine takes the model's whole share at once
+            for i, comp in zip(mine, engine.complete_many([requests[i] for i in mine])):
+                out[i] = comp
+        else:
+            for i in mine:
+                out[i] = engine.complete(requests[i])
     return [c if c is not None else Completion("", "error", "no engine for model") for c in out]

@@ -6,8 +6,8 @@ import json
 import os
 from pathlib import Path
 
-from .errors import StorageError
-from .output import META_KEY, RunStore, _fsync_dir, storage_error
+from .errors import InputError, StorageError
+from .output import META_KEY, RunStore, _fsync_dir, remove_quietly, storage_error
 
 
 def _frames(store: RunStore, files):
@@ -38,13 +38,15 @@ def _sink(lf, path: Path, meta: dict) -> None:
         os.replace(tmp, path)
         _fsync_dir(path.parent)
     except Exception as exc:  # polars wraps OS errors in its own types
-        Path(tmp).unlink(missing_ok=True)
+        remove_quietly(tmp)
         raise storage_error("write the final output", path, exc) from None
 
 
 def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected_rows: int) -> list[Path]:
     """Write the final file(s) and check that every row is there exactly once."""
     import polars as pl
+    if expected_rows == 0:
+        raise InputError("the input has no data rows (a CSV file with only a header?): nothing to annotate")
     frames = _frames(store, files)
     dups = _duplicated_ids(frames, id_column)
     written: list[Path] = []

@@ -15,6 +15,7 @@ from .recipes import read_toml, unknown_keys
 EMBEDDED = "embedded"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHAT_TEMPLATES = ("chatml",)
+MIN_CONTEXT = 256  # a head's prompt without the report is ~60 tokens, and heads generate up to 160
 _MODEL_KEYS = {"path", "adapter", "chat_template", "context_size", "profile", "licence", "thinking", "description"}
 
 
@@ -64,13 +65,17 @@ def load_models(path: Path, profiles: set[str]) -> dict[str, ModelSpec]:
             problems.append(f"{where}: chat_template must be one of {', '.join(CHAT_TEMPLATES)}")
         if table.get("profile", "radbatch") not in profiles:
             problems.append(f"{where}: profile must be one of {', '.join(sorted(profiles))}")
+        context = table.get("context_size", 2048)
+        if not isinstance(context, int) or isinstance(context, bool) or context < MIN_CONTEXT:
+            problems.append(f"{where}: context_size must be a whole number of tokens >= {MIN_CONTEXT} (the "
+                            f"prompt template and the answer alone need about that much); got {context!r}")
         base = path.parent
         out[name] = ModelSpec(
             name=name,
             path=table["path"] if table["path"] == EMBEDDED else resolve_path(table["path"], base),
             adapter=resolve_path(table["adapter"], base) if table.get("adapter") else None,
             chat_template=table.get("chat_template", "chatml"),
-            context_size=int(table.get("context_size", 2048)),
+            context_size=context if isinstance(context, int) else 2048,
             profile=table.get("profile", "radbatch"),
             licence=table.get("licence", "unknown"),
             thinking=bool(table.get("thinking", False)),

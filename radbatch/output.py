@@ -31,6 +31,14 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def remove_quietly(path: Path) -> None:
+    """Best-effort cleanup: on a read-only or failing file system the error to report is the original one."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError:
+        pass
+
+
 def storage_error(action: str, path: Path, exc: BaseException) -> StorageError:
     reason = getattr(exc, "strerror", None) or str(exc).split("\n")[0][:200]
     return StorageError(f"cannot {action} {path}: {reason}. Finished parts are kept; free space or fix "
@@ -100,9 +108,12 @@ class RunStore:
         os.replace(tmp, self.work / "run.json")
 
     def mark_complete(self) -> None:
-        info = json.loads((self.work / "run.json").read_text())
-        info["complete"] = True
-        self._write_json(info)
+        try:
+            info = json.loads((self.work / "run.json").read_text())
+            info["complete"] = True
+            self._write_json(info)
+        except OSError as exc:
+            raise storage_error("mark the run complete in", self.work, exc) from None
 
     # -- parts -----------------------------------------------------------------------------------------
     def done_units(self) -> dict[str, Path]:
@@ -113,12 +124,12 @@ class RunStore:
                 meta = pq.read_schema(part).metadata or {}
                 units = json.loads(meta[UNITS_KEY])
             except (OSError, pa.ArrowException, KeyError, ValueError):
-                part.unlink(missing_ok=True)
+                remove_quietly(part)
                 continue
             for u in units:
                 done[u] = part
         for tmp in self.parts.glob(".tmp-*"):
-            tmp.unlink(missing_ok=True)
+            remove_quietly(tmp)
         return done
 
     def write_part(self, file_index: int, table: pa.Table, unit_ids: list[str]) -> Path:
@@ -135,7 +146,7 @@ class RunStore:
             os.replace(tmp, final)
             _fsync_dir(self.parts)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            remove_quietly(tmp)
             raise storage_error("write a part in", self.parts, exc) from None
         return final
 
