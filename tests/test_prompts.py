@@ -63,10 +63,12 @@ def test_radlite_profile_layout(engine):
 def test_report_first_profile_shares_the_report_prefix(engine):
     _, spec, recipes = engine
     row = _row("FINDINGS: x")
-    texts = [HeadInstance(recipes.tasks[t]).prompt(row, recipes.profiles["radbatch"], spec)[0].text
-             for t in ("m_staging", "n_staging", "rads_assignment")]
-    prefix = texts[0].split("\n\n")[0] + "\n\n" + texts[0].split("\n\n")[1]
-    assert all(t.startswith(prefix) for t in texts) and "FINDINGS: x" in prefix
+    prompts = [HeadInstance(recipes.tasks[t]).prompt(row, recipes.profiles["radbatch"], spec)[0]
+               for t in ("m_staging", "n_staging", "rads_assignment", "radiology_ner")]
+    prefix = prompts[0].parts[:3]  # chat head + system, "Report:" label, the report text
+    assert prefix[2] == ("FINDINGS: x", False)
+    assert all(p.parts[:3] == prefix for p in prompts)
+    assert len({p.parts[3] for p in prompts}) == len(prompts)  # only the instructions differ
 
 
 def test_impression_never_enters_impression_prompt(engine):
