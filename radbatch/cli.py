@@ -64,9 +64,9 @@ def engine_options(fn):
         click.option("--models-file", type=click.Path(dir_okay=False), help="Models file (default recipes/models.toml)."),
         click.option("--routing-file", type=click.Path(dir_okay=False), help="Routing file (default recipes/routing.toml)."),
         click.option("--adapter", type=click.Path(dir_okay=False), help="LoRA adapter GGUF for the routed model(s)."),
-        click.option("--engine", type=click.Choice(["simple", "batched"]), default="simple", show_default=True,
-                     help="batched: shared report prefixes prefilled once, many heads decoded together; "
-                          "simple: one head at a time (the reference)."),
+        click.option("--engine", type=click.Choice(["batched", "simple"]), default="batched", show_default=True,
+                     help="batched: shared report prefixes prefilled once, many heads decoded together, same "
+                          "output; simple: one head at a time (the reference)."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
@@ -228,18 +228,10 @@ def recipes_validate(root):
 
 def _register_optional() -> None:
     """Commands owned by other modules, registered lazily so `import radbatch.cli` stays light."""
-    try:
-        from .sample.command import sample
-        cli.add_command(sample)
-    except ImportError:
-        pass
-    try:
-        from .evaluation.command import eval_command
-        cli.add_command(eval_command, name="eval")
-    except ImportError:
-        pass
-    from .finetune_command import finetune  # click only; torch loads when the command runs
-    cli.add_command(finetune)
+    from .evaluation.command import eval_command
+    from .sample.command import sample
+    cli.add_command(sample)
+    cli.add_command(eval_command, name="eval")
 
 
 _register_optional()
