@@ -1,0 +1,208 @@
+"""The batched engine against the simple (reference) engine, on the real embedded model.
+
+Greedy decoding: the batched engine must say exactly what the simple engine says for every head of the
+sample reports, and end the same way (length -> truncated, too long -> error) when a request cannot finish.
+A grammar dead end aborts llama.cpp in the simple engine (the worker dies and the unit fails); the batched
+engine ends only that sequence, as a row error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPORTS, run_cli, write_reports
+from radbatch.archive import ColumnOptions, iter_units
+from radbatch.engine import Completion, LlamaEngine, Request, WorkerSpec, run_unit
+from radbatch.engine_batched import BatchedEngine, BatchSettings, prefix_tree
+from radbatch.plan import AnnotateOptions, build_plan
+from radbatch.prompts import render
+from radbatch.rows import _head_result, prepare
+
+DEAD_END = 'root ::= "a" "\\x00"'   # no token's text is a NUL byte: nothing fits after "a"
+
+
+@pytest.fixture(scope="module")
+def unit(tmp_path_factory):
+    """The requests `radbatch annotate` sends for all heads of the first 4 conftest reports (one unit)."""
+    tmp = tmp_path_factory.mktemp("batched")
+    src = write_reports(tmp / "in.parquet", n=4)
+    cols = ColumnOptions(question="question")
+    plan = build_plan(AnnotateOptions((str(src),), str(tmp / "out.parquet"), columns=cols))
+    (start, table), = iter_units(plan.files[0], "utf-8", cols.text_columns(), 4)
+    work = prepare(0, str(src), start, table, cols, plan.heads, plan.head_models, plan.recipes.profiles, {})
+    (name, spec), = plan.models.items()
+    grammars = {h.recipe.id: h.grammar() for h in plan.heads}
+    return plan, work, name, spec, grammars
+
+
+@pytest.fixture(scope="module")
+def engines(unit):
+    plan, work, name, spec, grammars = unit
+    grammars = {**grammars, "dead": DEAD_END}
+    simple = LlamaEngine(spec, 2, 0, grammars)
+    batched = BatchedEngine(spec, 2, 0, grammars, BatchSettings(n_parallel=16))
+    yield simple, batched
+    batched.close()
+
+
+@pytest.fixture(scope="module")
+def both_outputs(unit, engines):
+    plan, work, name, spec, grammars = unit
+    simple, batched = engines
+    return work.requests, run_unit({name: simple}, work.requests), run_unit({name: batched}, work.requests)
+
+
+def test_batched_equals_simple_for_every_head(both_outputs, unit):
+    requests, simple, batched = both_outputs
+    plan = unit[0]
+    assert {r.task for r in requests} == {h.recipe.id for h in plan.heads}  # every head is exercised
+    differ = [(r.row, r.slot, s, b) for r, s, b in zip(requests, simple, batched) if s != b]
+    assert differ == []
+    assert all(c.finish in ("stop", "length") for c in batched)
+
+
+def _shortened(req: Request, max_tokens: int) -> Request:
+    return dataclasses.replace(req, max_tokens=max_tokens)
+
+
+def test_max_tokens_truncates_like_the_simple_engine(unit, engines, both_outputs):
+    plan, work, name, *_ = unit
+    simple, batched = engines
+    long_ones = [r for r, c in zip(*both_outputs[:2]) if c.generated_tokens > 3][:4]
+    assert long_ones, "no head produced more than 3 tokens"
+    reqs = [_shortened(r, 3) for r in long_ones]
+    s_out, b_out = run_unit({name: simple}, reqs), run_unit({name: batched}, reqs)
+    assert b_out == s_out
+    assert {c.finish for c in b_out} == {"length"} and {c.generated_tokens for c in b_out} == {3}
+    head = next(h for h in plan.heads if h.key == reqs[0].slot)
+    assert _head_result(head, b_out[0], "")[0] == "truncated"
+
+
+def test_report_longer_than_the_context_is_a_row_error(unit):
+    plan, work, name, spec, grammars = unit
+    small = dataclasses.replace(spec, context_size=256)
+    profile = plan.recipes.profiles[spec.profile]
+    long_prompt = render(profile.layout, profile.system, "chatml", "m_staging", "Give the M stage.",
+                         [("report", " ".join(REPORTS) * 2)])
+    short = next(r for r in work.requests if r.task == "m_staging")
+    reqs = [Request(0, "m_staging", "m_staging", name, long_prompt, 6), short]
+    simple = LlamaEngine(small, 2, 0, grammars)
+    batched = BatchedEngine(small, 2, 0, grammars, BatchSettings(n_parallel=4))
+    s_out, b_out = run_unit({name: simple}, reqs), run_unit({name: batched}, reqs)
+    batched.close()
+    assert b_out == s_out
+    assert b_out[0].finish == "error" and "over the model context of 256" in b_out[0].error
+    assert b_out[1].finish == "stop"
+    head = next(h for h in plan.heads if h.key == "m_staging")
+    status, _, error = _head_result(head, b_out[0], "")
+    assert status == "error" and "report too long" in error
+
+
+def test_grammar_dead_end_ends_only_that_sequence(unit, engines, both_outputs):
+    plan, work, name, *_ = unit
+    batched = engines[1]
+    requests, simple_out, _ = both_outputs
+    dead = dataclasses.replace(requests[0], task="dead", slot="dead")
+    out = batched.complete_many([requests[0], dead, requests[1]])
+    assert out[0] == simple_out[0] and out[2] == simple_out[1]
+    assert out[1].finish == "error" and out[1].error.startswith("grammar dead end: no token fits the dead grammar")
+
+
+@pytest.mark.parametrize("engine", ["simple", "batched"])
+def test_grammar_dead_end_in_a_worker(unit, engine):
+    """Through the real worker pool: the simple engine's worker dies (llama.cpp aborts) and the unit fails;
+    the batched worker survives and returns the dead end as that head's error."""
+    from radbatch.pool import Pool
+    plan, work, name, spec, grammars = unit
+    dead = dataclasses.replace(work.requests[0], task="dead", slot="dead")
+    pool = Pool(WorkerSpec({name: spec}, {"dead": DEAD_END}, 1, engine=engine), 1, {name}, max_attempts=1)
+    pool.start()
+    try:
+        (outcome,) = list(pool.run([("u", "unit", [dead])]))
+    finally:
+        pool.close()
+    if engine == "simple":
+        assert outcome.completions is None and "worker died" in outcome.failure
+    else:
+        (comp,) = outcome.completions
+        assert comp.finish == "error" and "grammar dead end" in comp.error
+
+
+def _random_lora(path: Path) -> Path:
+    """A LoRA adapter for the embedded model (llama, width 576): rank 4 on attn_q and ffn_up of blocks 0-3,
+    seeded random weights large enough to change its answers."""
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+    rng = np.random.default_rng(0)
+    w = gguf.GGUFWriter(str(path), "llama")
+    w.add_type("adapter")
+    w.add_string("adapter.type", "lora")
+    w.add_float32("adapter.lora.alpha", 8.0)
+    for blk in range(4):
+        for name, (n_out, n_in) in {"attn_q": (576, 576), "ffn_up": (1536, 576)}.items():
+            w.add_tensor(f"blk.{blk}.{name}.weight.lora_a", rng.normal(0, 0.05, (4, n_in)).astype(np.float32))
+            w.add_tensor(f"blk.{blk}.{name}.weight.lora_b", rng.normal(0, 0.05, (n_out, 4)).astype(np.float32))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+    return path
+
+
+def test_lora_adapter_applies_like_the_simple_engine(unit, engines, both_outputs, tmp_path):
+    plan, work, name, spec, grammars = unit
+    with_lora = dataclasses.replace(spec, adapter=str(_random_lora(tmp_path / "lora.gguf")))
+    reqs = [r for r in work.requests if r.task in ("rads_assignment", "m_staging", "radiology_qa")]
+    simple = LlamaEngine(with_lora, 2, 0, grammars)
+    batched = BatchedEngine(with_lora, 2, 0, grammars, BatchSettings(n_parallel=8))
+    s_out, b_out = run_unit({name: simple}, reqs), run_unit({name: batched}, reqs)
+    batched.close()
+    assert b_out == s_out
+    base = {(r.row, r.slot): c for r, c in zip(both_outputs[0], both_outputs[2])}
+    assert [base[(r.row, r.slot)] for r in reqs] != b_out      # the adapter is applied at all
+
+
+def test_refused_adapter_is_a_load_error(unit, tmp_path):
+    plan, work, name, spec, grammars = unit
+    bad = tmp_path / "bad.gguf"
+    bad.write_bytes(b"GGUF" + bytes(64))
+    with pytest.raises(ValueError, match="llama.cpp refused the LoRA adapter"):
+        BatchedEngine(dataclasses.replace(spec, adapter=str(bad)), 1, 0, {}, BatchSettings())
+
+
+def test_prefix_tree_shares_report_prefixes():
+    sys_ = list(range(100, 130))               # a 30-token system prompt shared by all
+    rep_a, rep_b = list(range(200, 260)), list(range(300, 340))
+    tail = list(range(1, 21))
+    prompts = [(0, sys_ + rep_a + tail), (1, sys_ + rep_a + [4, 5]), (2, sys_ + rep_b + [1, 2]),
+               (3, sys_ + rep_b + [6]), (4, sys_ + [7, 8]), (5, sys_ + rep_a + tail), (6, sys_ + rep_b + [1, 3])]
+    placed = prefix_tree(prompts)
+    node_a = placed[1][0]
+    assert placed[1] == (node_a, 90) and node_a.tokens == rep_a and node_a.parent.tokens == sys_
+    assert placed[2][0].tokens == rep_b and placed[2][0].parent is node_a.parent
+    assert placed[6] == placed[2]                      # [1] after rep_b is shared too, but under MIN_SHARED
+    assert placed[4] == (node_a.parent, 30)            # shares only the system prompt
+    node0, start0 = placed[0]                          # 0 and 5 are identical: all but the last token shared
+    assert placed[5] == placed[0] and start0 == len(prompts[0][1]) - 1 and node0.parent is node_a
+    assert (node_a.children, node_a.parent.children) == (2, 3)   # {node0, 1}; {node_a, node_b, 4}
+    for i, toks in prompts:                            # every prompt keeps at least its last token
+        node, start = placed[i]
+        assert start < len(toks) and (node is None or node.end == start)
+
+
+def test_annotate_cli_batched_writes_what_simple_writes(tmp_path: Path):
+    src = write_reports(tmp_path / "in.parquet")
+    tables = {}
+    for engine in ("simple", "batched"):
+        out = tmp_path / f"{engine}.parquet"
+        res = run_cli("annotate", src, "-o", out, "--tasks", "rads_assignment,m_staging,radiology_nli",
+                      "--engine", engine, "--workers", "1", "--threads", "2", "-q")
+        assert res.returncode == 0, res.stderr
+        tables[engine] = pq.read_table(out).to_pylist()
+    assert tables["batched"] == tables["simple"]
+    meta = pq.read_metadata(tmp_path / "batched.parquet").metadata or {}
+    assert any(b'"engine": "batched"' in v for v in meta.values())
