@@ -232,6 +232,8 @@ def _register_optional() -> None:
     from .sample.command import sample
     cli.add_command(sample)
     cli.add_command(eval_command, name="eval")
+    from .finetune_command import finetune  # click only; torch loads when the command runs
+    cli.add_command(finetune)
 
 
 _register_optional()

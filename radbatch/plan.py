@@ -47,7 +47,7 @@ class AnnotateOptions:
     chexpert_numeric: bool = False
     quiet: bool = False
     unit_size: int = UNIT_SIZE
-    engine: str = "simple"
+    engine: str = "simple"              # simple | batched (engine.ENGINE_KINDS; same output, not in the run key)
     executor: str = "local"             # local | ray (how units are computed; not part of the run key)
     ray_address: str | None = None      # --executor ray: cluster address (None: RAY_ADDRESS, else a local Ray)
 

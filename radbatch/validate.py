@@ -30,7 +30,7 @@ def validate_all(root: str | Path | None = None) -> list[Path]:
                 continue  # after all models are known
             elif path.parent.name == "finetune":
                 from .finetune_recipe import load_finetune_recipe
-                load_finetune_recipe(path)
+                load_finetune_recipe(path, set(recipes.tasks))
             else:
                 problems.append(f"{path}: not a known kind of recipe (tasks/, finetune/, models*.toml, "
                                 "routing*.toml, profiles.toml)")

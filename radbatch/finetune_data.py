@@ -1,0 +1,256 @@
+"""Labelled archive -> chat training samples, with prompts rendered by annotate's own code path.
+
+A labelled archive has `gold__<task>__<field>` columns (what `radbatch sample` writes; the same names and types
+as annotate's `<task>__<field>` output columns). Rows go through rows.prepare() exactly as annotate sends them
+(sectionizer, priors, column options, prompt profile), so training and inference cannot drift. A row teaches a
+head when any of the head's gold columns is non-null; the target is `HeadInstance.render_answer(gold)` followed by
+the end-of-turn token. Values the head cannot render, and samples over max_length, are skipped and counted.
+
+Nothing here logs or returns report text: samples are token ids, statistics are counts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tempfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from . import archive
+from .archive import ColumnOptions
+from .errors import InputError, RowError
+from .models import ModelSpec
+from .prompts import Prompt
+from .recipes import Recipes
+from .rows import prepare
+from .tasks import HeadInstance, head_instances
+
+GOLD_PREFIX = "gold__"
+
+
+@dataclass(frozen=True)
+class DataOptions:
+    inputs: tuple[str, ...]
+    columns: ColumnOptions = field(default_factory=ColumnOptions)
+    encoding: str = "utf-8"
+    tasks: str | None = None     # comma list; default: every head with gold columns in the archive
+
+
+@dataclass(frozen=True)
+class Example:
+    """One (row, head) with gold: the prompt as annotate renders it and the target answer text."""
+
+    task: str
+    prompt: Prompt
+    answer: str
+    group: str                   # patient id (the dev split keeps a patient's reports together) or row identity
+    row: tuple[int, int]         # (file index, row number)
+
+
+@dataclass
+class Sample:
+    task: str
+    ids: np.ndarray              # prompt + answer + end-of-turn token ids (int32)
+    n_prompt: int                # the loss covers ids[n_prompt:]
+
+
+@dataclass
+class Dataset:
+    train: list[Sample]
+    dev: list[Sample]
+    counts: dict[str, Counter]   # task -> {examples, train, dev, unrenderable, not_applicable, too_long}
+    split_by: str                # "patient column <name>" or "row"
+
+    def fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for part, samples in (("train", self.train), ("dev", self.dev)):
+            for s in samples:
+                h.update(f"{part}|{s.task}|{s.n_prompt}|".encode())
+                h.update(s.ids.tobytes())
+        return h.hexdigest()
+
+
+def gold_columns(head: HeadInstance) -> list[tuple[str, str]]:
+    """(bare field name, gold column) for the head's output fields."""
+    return [(name, f"{GOLD_PREFIX}{head.recipe.id}__{name}") for name, _ in head.recipe.columns]
+
+
+def gold_heads(recipes: Recipes, columns: set[str], tasks: str | None) -> list[HeadInstance]:
+    """The heads the archive has gold for (optionally a chosen subset; a chosen head without gold is an error)."""
+    from .plan import select_tasks
+    heads = head_instances(select_tasks(recipes, tasks), ())
+    with_gold = [h for h in heads if any(col in columns for _, col in gold_columns(h))]
+    if tasks not in (None, "", "all"):
+        lacking = [h.key for h in heads if h not in with_gold]
+        if lacking:
+            raise InputError(f"no gold columns for {', '.join(lacking)} (gold__<task>__<field>) in the labelled "
+                             "archive. Drop them from --tasks or add their gold.")
+    if not with_gold:
+        raise InputError("the labelled archive has no gold__<task>__<field> columns (what `radbatch sample` "
+                         "writes); found none for any of: " + ", ".join(h.key for h in heads))
+    return with_gold
+
+
+def iter_examples(opts: DataOptions, recipes: Recipes, spec: ModelSpec,
+                  counts: dict[str, Counter] | None = None) -> Iterator[Example]:
+    """Every (row, head) with gold, in archive order. counts (task -> Counter) collects the skips."""
+    from .priors import build_priors, priors_for
+    counts = counts if counts is not None else {}
+    files = [archive.inspect(i, p, opts.encoding) for i, p in enumerate(archive.discover(list(opts.inputs)))]
+    archive.check_columns(files, opts.columns)
+    common = set.intersection(*(set(f.columns) for f in files))
+    heads = gold_heads(recipes, common, opts.tasks)
+    models = {h.key: spec for h in heads}
+    cols = opts.columns
+    with tempfile.TemporaryDirectory(prefix="radbatch-finetune-") as work:
+        wants_priors = any(h.recipe.id == "temporal_comparison" for h in heads) and cols.patient and cols.date
+        priors_path = build_priors(files, cols, opts.encoding, Path(work), None) if wants_priors else None
+        for f in files:
+            priors = priors_for(priors_path, f.index)
+            for start, table in archive.iter_units(f, opts.encoding, cols.text_columns(), 256):
+                unit = prepare(f.index, f.path, start, table, cols, heads, models, recipes.profiles, priors)
+                yield from _unit_examples(unit, heads, table, cols, common, counts)
+
+
+def _unit_examples(unit, heads, table, cols: ColumnOptions, common: set[str], counts) -> Iterator[Example]:
+    gold = {h.key: {name: (table.column(col).to_pylist() if col in common else None)
+                    for name, col in gold_columns(h)} for h in heads}
+    prompts = {(r.row, r.slot): r.prompt for r in unit.requests}
+    patients = table.column(cols.patient).to_pylist() if cols.patient else None
+    for i in range(table.num_rows):
+        for head in heads:
+            values = {name: (vals[i] if vals is not None else None) for name, vals in gold[head.key].items()}
+            if all(v is None for v in values.values()):
+                continue
+            c = counts.setdefault(head.recipe.id, Counter())
+            try:
+                values = _from_csv(head, values)
+            except ValueError:
+                c["unrenderable"] += 1
+                continue
+            prompt = prompts.get((i, head.key))
+            if prompt is None:
+                c["not_applicable"] += 1   # empty text, or an input the head needs is missing
+                continue
+            try:
+                answer = head.render_answer(canonical(head.recipe.answer, values))
+                head.parse(answer)         # what the head's grammar and parser accept
+            except (ValueError, KeyError, TypeError, RowError):
+                c["unrenderable"] += 1
+                continue
+            c["examples"] += 1
+            row = unit.start_row + i
+            group = f"patient:{patients[i]}" if patients and patients[i] is not None else f"row:{unit.file_index}:{row}"
+            yield Example(head.recipe.id, prompt, answer, group, (unit.file_index, row))
+
+
+def _from_csv(head: HeadInstance, values: dict) -> dict:
+    """List-valued gold read from a CSV is JSON text (how `radbatch sample` writes CSV)."""
+    import json
+
+    import pyarrow as pa
+    lists = {name for name, dtype in head.recipe.columns if pa.types.is_list(dtype)}
+    return {k: (json.loads(v) if k in lists and isinstance(v, str) else v) for k, v in values.items()}
+
+
+def canonical(answer, values: dict) -> dict:
+    """Gold strings matched to the head's vocabulary ignoring case and surrounding spaces (as `radbatch eval`
+    matches them); RADS system `none` or the none text with no category is "no applicable RADS"."""
+    from .answers import ChoiceAnswer, RadsAnswer
+    from .answers_lists import ChangesAnswer, EntitiesAnswer, LabelsAnswer
+
+    def match(value, vocab):
+        if not isinstance(value, str):
+            return value
+        return {v.lower(): v for v in vocab}.get(value.strip().lower(), value)
+
+    out = dict(values)
+    if isinstance(answer, RadsAnswer):
+        system = out.get("system")
+        if isinstance(system, str) and system.strip().lower() in ("none", answer.none_text.lower()) \
+                and not out.get("category"):
+            return {"system": None, "category": None}
+        out["system"] = match(system, [name for name, _ in answer.systems])
+        out["category"] = match(out.get("category"), dict(answer.systems).get(out["system"], ()))
+    elif isinstance(answer, ChoiceAnswer):
+        for key in out:
+            out[key] = match(out[key], {v for _, vals in answer.options for k, v in vals if k == key})
+    elif isinstance(answer, LabelsAnswer):
+        out = {k: match(v, answer.values) for k, v in out.items()}
+    elif isinstance(answer, EntitiesAnswer) and out.get(answer.column):
+        out[answer.column] = [{**e, "label": match(e.get("label"), answer.labels)} for e in out[answer.column]]
+    elif isinstance(answer, ChangesAnswer) and out.get(answer.column):
+        vocab = {**{v.lower(): v for _, v in answer.classes}, **{d.lower(): v for d, v in answer.classes}}
+        out[answer.column] = [{**c, "change": vocab.get(str(c.get("change") or "").strip().lower(), c.get("change"))}
+                              for c in out[answer.column]]
+    return out
+
+
+class PromptTokenizer:
+    """Token ids the way annotate's llama.cpp engine makes them (engine.LlamaEngine.tokens): template parts with
+    special tokens enabled, report-derived parts with special tokens disabled, the tokenizer's BOS if it adds one."""
+
+    def __init__(self, tok, end_token: str = "<|im_end|>"):
+        self.tok = tok
+        with_special = tok("a", add_special_tokens=True).input_ids
+        plain = tok("a", add_special_tokens=False).input_ids
+        self.prefix = list(with_special[: len(with_special) - len(plain)])
+        self.end_id = tok.convert_tokens_to_ids(end_token)
+        if self.end_id is None or self.end_id == tok.unk_token_id:
+            raise InputError(f"the base model's tokenizer has no {end_token!r} token; radbatch's prompts are ChatML")
+
+    def text_ids(self, text: str, special: bool) -> list[int]:
+        return self.tok(text, add_special_tokens=False, split_special_tokens=not special).input_ids
+
+    def prompt_ids(self, prompt: Prompt) -> list[int]:
+        ids = list(self.prefix)
+        for text, is_template in prompt.parts:
+            ids += self.text_ids(text, special=is_template)
+        return ids
+
+    def answer_ids(self, answer: str) -> list[int]:
+        return self.text_ids(answer, special=False) + [self.end_id]
+
+
+def dev_group(group: str, seed: int, fraction: float) -> bool:
+    digest = hashlib.blake2b(f"{seed}\x00{group}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < fraction
+
+
+def build_dataset(opts: DataOptions, recipes: Recipes, spec: ModelSpec, ptok: PromptTokenizer,
+                  max_length: int, dev_fraction: float, seed: int) -> Dataset:
+    counts: dict[str, Counter] = {}
+    train, dev = [], []
+    for ex in iter_examples(opts, recipes, spec, counts):
+        prompt = ptok.prompt_ids(ex.prompt)
+        ids = prompt + ptok.answer_ids(ex.answer)
+        c = counts[ex.task]
+        if len(ids) > max_length:
+            c["too_long"] += 1
+            continue
+        sample = Sample(ex.task, np.asarray(ids, dtype=np.int32), len(prompt))
+        if dev_group(ex.group, seed, dev_fraction):
+            dev.append(sample)
+            c["dev"] += 1
+        else:
+            train.append(sample)
+            c["train"] += 1
+    if not train:
+        raise InputError("no training samples: every labelled row was skipped (see the counts) or held out")
+    split_by = f"patient column {opts.columns.patient!r}" if opts.columns.patient else \
+        "row (pass --patient-column to keep each patient's reports on one side)"
+    return Dataset(train, dev, counts, split_by)
+
+
+def format_counts(data: Dataset) -> str:
+    """A small table of counts per head (no text from the archive)."""
+    keys = ("examples", "train", "dev", "unrenderable", "not_applicable", "too_long")
+    lines = [f"{'head':24} " + " ".join(f"{k:>14}" for k in keys)]
+    for task in sorted(data.counts):
+        lines.append(f"{task:24} " + " ".join(f"{data.counts[task][k]:>14}" for k in keys))
+    lines.append(f"dev split by {data.split_by}")
+    return "\n".join(lines)
