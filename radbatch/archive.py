@@ -99,6 +99,8 @@ def inspect(index: int, path: Path, encoding: str) -> InputFile:
         else:
             columns = tuple(_open_csv(path, encoding, {}).schema.names)
     except (pa.ArrowException, OSError, UnicodeDecodeError, LookupError) as exc:
+        if kind == "csv" and "Empty CSV file" in str(exc):  # a header line alone, without a line break
+            raise InputError(f"{path} has no data rows (only a header?). Remove it or re-export it.") from None
         raise InputError(f"{path} cannot be read as {kind}: {_safe(exc)}") from None
     if rows == 0:
         raise InputError(f"{path} has no rows. Remove it from the input or re-export it.")

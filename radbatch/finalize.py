@@ -9,6 +9,8 @@ from pathlib import Path
 from .errors import InputError, StorageError
 from .output import META_KEY, RunStore, _fsync_dir, remove_quietly, storage_error
 
+FINAL_CHUNK_ROWS = 50_000  # rows buffered per write: memory stays flat however big the archive
+
 
 def _frames(store: RunStore, files):
     import polars as pl
@@ -29,10 +31,27 @@ def _duplicated_ids(frames, id_column: str | None):
     return dups[id_column]
 
 
-def _sink(lf, path: Path, meta: dict) -> None:
+def _target_schema(lf, part_paths: list[Path]):
+    """The declared Arrow types of the parts (polars would widen string to large_string), in output order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    parts = pa.unify_schemas([pq.read_schema(p) for p in part_paths], promote_options="permissive")
+    fields = []
+    for name in lf.collect_schema().names():
+        idx = parts.get_field_index(name)
+        fields.append(parts.field(idx) if idx >= 0 else pa.field(name, pa.bool_()))  # id_duplicated
+    return pa.schema(fields)
+
+
+def _sink(lf, path: Path, meta: dict, part_paths: list[Path]) -> None:
+    """Stream the sorted frame into one Parquet file with the parts' declared types."""
+    import pyarrow.parquet as pq
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        lf.sink_parquet(tmp, metadata={META_KEY: json.dumps(meta, sort_keys=True)}, compression="zstd")
+        schema = _target_schema(lf, part_paths).with_metadata({META_KEY: json.dumps(meta, sort_keys=True)})
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in lf.collect_batches(chunk_size=FINAL_CHUNK_ROWS):
+                writer.write_table(batch.to_arrow().cast(schema))
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -61,13 +80,13 @@ def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected
         store.output.mkdir(parents=True, exist_ok=True)
         for f, lf in frames:
             path = store.final_paths([f])[0]
-            _sink(finish(lf), path, meta)
+            _sink(finish(lf), path, meta, store.parts_of(f.index))
             written.append(path)
     else:
         if not frames:
             raise StorageError("no rows to write (the input had no rows within --limit)")
         lf = pl.concat([lf for _, lf in frames], how="diagonal_relaxed")
-        _sink(finish(lf), store.output, meta)
+        _sink(finish(lf), store.output, meta, [p for f, _ in frames for p in store.parts_of(f.index)])
         written.append(store.output)
     _verify(written, expected_rows)
     return written

@@ -124,13 +124,15 @@ class Pool:
         if w.conn in ready:
             try:
                 msg = w.conn.recv()
-            except EOFError:
-                msg = ("fatal", "worker closed its pipe while loading")
-            if msg[0] == "ready":
+            except EOFError:  # the pipe closes as the process dies: report the death, not the pipe
+                msg = None
+                w.proc.join(5)
+            if msg is not None and msg[0] == "ready":
                 w.ready = True
                 return
-            self.close()
-            raise EngineError(f"A worker could not load its model(s): {msg[1]}")
+            if msg is not None:
+                self.close()
+                raise EngineError(f"A worker could not load its model(s): {msg[1]}")
         self.close()
         raise EngineError(f"A worker died while loading its model(s) (exit code {w.proc.exitcode}); "
                           "the GGUF or adapter file may be corrupt or truncated, or memory ran out.")
