@@ -5,6 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 WHEELS ?= $(HOME)/.cache/radbatch/wheels
 LLAMA_VERSION := 0.3.36
+# llama.cpp's GGUF converters (radbatch finetune's export) come from this sdist; fetched here, never at run time.
+RADBATCH_CACHE ?= $(HOME)/.cache/radbatch
+LLAMA_SDIST := $(RADBATCH_CACHE)/sdist/llama_cpp_python-$(LLAMA_VERSION).tar.gz
 # Portable build: the default -march=native picks AMX here and dies with SIGILL at the first eval.
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 LLAMA_WHEEL = $(firstword $(wildcard $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl))
@@ -14,7 +17,12 @@ DEMO_COLUMNS := --question-column question --hypothesis-column hypothesis --pati
 
 .PHONY: setup demo test test-fast chromium clean
 
-setup: $(STAMP)
+setup: $(STAMP) $(LLAMA_SDIST)
+
+$(LLAMA_SDIST):
+	mkdir -p $(dir $@)
+	$(PYTHON) -m pip download -q --no-deps --no-binary :all: -d $(dir $@) llama-cpp-python==$(LLAMA_VERSION)
+	test -f $@
 
 $(WHEELS)/.llama-$(LLAMA_VERSION):
 	mkdir -p $(WHEELS)
