@@ -18,7 +18,7 @@ from .errors import StorageError
 from .finalize import finalize
 from .output import RunStore
 from .plan import AnnotateOptions, Plan, build_plan, check_memory, default_parallelism
-from .priors import build_priors, priors_for
+from .priors import PriorCursor, build_priors
 from .rows import UnitWork, assemble, prepare
 
 # A part is flushed every PART_ROWS rows or PART_SECONDS, bounding the work a crash can lose.
@@ -119,8 +119,8 @@ def _units(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progres
     priors_path = build_priors(plan.files, o.columns, o.encoding, store.work, o.limit) if wants_priors else None
     remaining = o.limit
     profiles = plan.recipes.profiles
+    priors = PriorCursor(priors_path)
     for f in plan.files:
-        priors = priors_for(priors_path, f.index)
         for start, table in iter_units(f, o.encoding, o.columns.text_columns(), o.unit_size):
             if remaining is not None:
                 if remaining <= 0:
@@ -131,7 +131,8 @@ def _units(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progres
             if f"{f.index}:{start}" in done:
                 progress.update(table.num_rows)
                 continue
-            yield prepare(f.index, f.path, start, table, o.columns, plan.heads, plan.head_models, profiles, priors)
+            yield prepare(f.index, f.path, start, table, o.columns, plan.heads, plan.head_models, profiles,
+                          priors.take(f.index, start, table.num_rows))
 
 
 def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: RunSummary) -> None:

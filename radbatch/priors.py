@@ -2,7 +2,8 @@
 
 Bounded memory on big archives: one streaming pass writes only (file, row, patient, modality, date, text) to a
 Parquet file in the work directory; polars sorts it (spilling to its streaming engine), pairs each report with
-the one before it, and writes (file, row, prior_text) to `priors.parquet`, read back one input file at a time.
+the one before it, and writes (file, row, prior_text) to `priors.parquet`, sorted by row identity, which
+`PriorCursor` reads alongside the work units in one forward pass (a few thousand priors in memory at a time).
 Ties on date are broken by row identity; rows whose date cannot be parsed have no prior and are no one's prior.
 """
 
@@ -64,3 +65,31 @@ def priors_for(path: Path | None, file_index: int) -> dict[int, str]:
     import polars as pl
     df = pl.scan_parquet(path).filter(pl.col("file") == file_index).select("row", "prior").collect()
     return dict(zip(df["row"].to_list(), df["prior"].to_list()))
+
+
+class PriorCursor:
+    """Priors for work units requested in input order, read from `priors.parquet` in one forward pass."""
+
+    def __init__(self, path: Path | None, batch_rows: int = 4096):
+        self._batches = pq.ParquetFile(path).iter_batches(batch_size=batch_rows) if path else iter(())
+        self._keys: list[tuple[int, int]] = []
+        self._texts: list[str] = []
+        self._pos = 0
+
+    def _head(self) -> tuple[int, int] | None:
+        while self._pos >= len(self._keys):
+            batch = next(self._batches, None)
+            if batch is None:
+                return None
+            cols = batch.to_pydict()
+            self._keys, self._texts, self._pos = list(zip(cols["file"], cols["row"])), cols["prior"], 0
+        return self._keys[self._pos]
+
+    def take(self, file_index: int, start: int, n: int) -> dict[int, str]:
+        """Priors of rows start..start+n-1 of one file; earlier rows are skipped for good."""
+        out: dict[int, str] = {}
+        while (key := self._head()) is not None and key < (file_index, start + n):
+            if key >= (file_index, start):
+                out[key[1]] = self._texts[self._pos]
+            self._pos += 1
+        return out

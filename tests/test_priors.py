@@ -9,7 +9,7 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from radbatch.archive import ColumnOptions, inspect
-from radbatch.priors import build_priors, priors_for
+from radbatch.priors import PriorCursor, build_priors, priors_for
 
 COLS = ColumnOptions(patient="patient_id", date="study_date", modality="modality")
 
@@ -64,3 +64,21 @@ def test_limit_keeps_later_rows_out_of_the_priors(tmp_path):
         ("r2", "P1", "2020-01-01", "CR"),      # beyond --limit 2: must not become r0's prior
     ])
     assert _priors(tmp_path, [a], limit=2) == {(0, 1): "text of r0"}
+
+
+def test_the_cursor_hands_each_unit_its_priors_in_one_forward_pass(tmp_path):
+    rows = [(f"r{i}", f"P{i % 7}", f"2020-01-{1 + i // 7:02d}", "CT") for i in range(60)]
+    paths = [_write(tmp_path, "a.parquet", rows[:33]), _write(tmp_path, "b.parquet", rows[33:])]
+    files = [inspect(i, p, "utf-8") for i, p in enumerate(paths)]
+    (tmp_path / "work").mkdir()
+    out = build_priors(files, COLS, "utf-8", tmp_path / "work", None)
+    cursor = PriorCursor(out, batch_rows=5)          # batches smaller than units and not aligned with them
+    got = {}
+    for f in files:
+        for start in range(0, f.rows, 8):
+            if start == 16:
+                continue                             # a unit finished before a resume is never asked for
+            got.update({(f.index, r): t for r, t in cursor.take(f.index, start, min(8, f.rows - start)).items()})
+    want = {(f.index, r): t for f in files for r, t in priors_for(out, f.index).items()
+            if not (f.index in (0, 1) and 16 <= r < 24)}
+    assert got == want and len(want) == 60 - 7 - 16     # 7 first reports, 2 skipped units
