@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -54,7 +55,7 @@ def test_routing_to_unknown_model_lists_known(tmp_path: Path):
     root = tmp_path / "recipes"
     shutil.copytree(RECIPES, root)
     r = root / "routing.toml"
-    r.write_text(r.read_text().replace('m_staging = "smollm2"', 'm_staging = "qwen9"'))
+    r.write_text(re.sub(r'(?m)^m_staging = "[^"]*"$', 'm_staging = "qwen9"', r.read_text()))
     res = run_cli("recipes", "validate", root)
     assert res.returncode == 2
     assert "unknown model 'qwen9'. Known: smollm2" in res.stderr
