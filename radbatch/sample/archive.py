@@ -85,7 +85,7 @@ def iter_tables(options: SampleOptions) -> Iterator[pa.Table]:
 def _blocks(options: SampleOptions) -> Iterator[pa.Table]:
     key = seed_key(options.seed)
     want = None if options.split == "all" else options.split
-    args = (key, want, options.gold, options.messy)
+    args = (key, want, options.gold, options.messy, BLOCK_PATIENTS)
     if options.workers is None:  # auto: parallel only where it pays
         workers = (os.cpu_count() or 1) if options.rows >= _PARALLEL_FROM else 1
     else:
@@ -109,17 +109,22 @@ def _parallel_blocks(workers: int, args: tuple) -> Iterator[pa.Table]:
                 future.cancel()
 
 
-def _block(block: int, key: int, want: str | None, gold: bool, messy: bool) -> pa.Table:
-    """Rows of patients [block * BLOCK_PATIENTS, (block + 1) * BLOCK_PATIENTS) as one table."""
+def _block(block: int, key: int, want: str | None, gold: bool, messy: bool, size: int = BLOCK_PATIENTS) -> pa.Table:
+    """Rows of patients [block * size, (block + 1) * size) as one table. Each patient's rows depend on
+    (seed, patient index) only, and iter_tables re-cuts blocks into fixed row groups, so neither the block
+    size nor the worker count shows in the output."""
     rows: list[dict] = []
-    # generation makes no reference cycles, so the cyclic collector would only scan, millions of times
+    # generation makes no reference cycles, so the cyclic collector would only scan, millions of times;
+    # it stays off through the conversion too, or it wakes to scan every row just made
     gc.disable()
     try:
-        for index in range(block * BLOCK_PATIENTS, (block + 1) * BLOCK_PATIENTS):
+        for index in range(block * size, (block + 1) * size):
             rows.extend(patient_rows(key, index, want, gold, messy))
+        batch = to_batch(rows, gold, key)
+        del rows
     finally:
         gc.enable()
-    return pa.Table.from_batches([to_batch(rows, gold)])
+    return pa.Table.from_batches([batch])
 
 
 def sample_table(rows: int, seed: int = 0, split: str = "all", gold: bool = True, messy: bool = False) -> pa.Table:

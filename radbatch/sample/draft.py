@@ -6,7 +6,6 @@ the facts here, never from reading the text back.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
@@ -22,32 +21,40 @@ class Claim(NamedTuple):
     present: bool
 
 
-@dataclass
 class Draft:
-    family: str
-    modality: str
-    exam: str = ""  # the title line's exam name; the modality column when empty
-    indication: str | None = None
-    technique: str | None = None
-    # (organ group, sentence); sentences start lower- or upper-case and carry no final period
-    findings: list[tuple[str, str]] = field(default_factory=list)
-    # summary items: they live in the impression section and vanish with it
-    impression: list[str] = field(default_factory=list)
-    # RADS category and recommendation: the impression if there is one, else the end of the findings
-    assessment: list[str] = field(default_factory=list)
-    rads: tuple[str, str] | None = None
-    chexpert: dict[str, str] | None = None
-    n_stage: str | None = None
-    m_stage: str | None = None
-    changes: list[dict[str, str]] | None = None
-    claims: list[Claim] = field(default_factory=list)
-    # noun phrases the findings do not address (neutral hypotheses); a callable when costly to list,
-    # since only the reports that get a neutral hypothesis need them
-    neutrals: Sequence[str] | Callable[[], Sequence[str]] = ()
-    # extractive questions (qa.Question); answers occur verbatim in findings or assessment
-    qa: list = field(default_factory=list)
-    # what a follow-up study of the same patient starts from (temporal pairs)
-    state: object = None
+    """A plain class with __slots__ rather than a dataclass: one is built per report, and the
+    dataclass __init__ (keyword defaults, five list factories) cost more than the few lines below."""
+
+    __slots__ = (
+        "family", "modality", "exam", "indication", "technique", "findings", "impression", "assessment", "rads",
+        "chexpert", "n_stage", "m_stage", "changes", "claims", "neutrals", "qa", "state",
+    )  # fmt: skip
+
+    def __init__(self, family: str, modality: str, exam: str = "") -> None:
+        self.family = family
+        self.modality = modality
+        self.exam = exam  # the title line's exam name; the modality column when empty
+        self.indication: str | None = None
+        self.technique: str | None = None
+        # (organ group, sentence); sentences start lower- or upper-case and carry no final period
+        self.findings: list[tuple[str, str]] = []
+        # summary items: they live in the impression section and vanish with it
+        self.impression: list[str] = []
+        # RADS category and recommendation: the impression if there is one, else the end of the findings
+        self.assessment: list[str] = []
+        self.rads: tuple[str, str] | None = None
+        self.chexpert: dict[str, str] | None = None
+        self.n_stage: str | None = None
+        self.m_stage: str | None = None
+        self.changes: list[dict[str, str]] | None = None
+        self.claims: list[Claim] = []
+        # noun phrases the findings do not address (neutral hypotheses); a callable when costly to list,
+        # since only the reports that get a neutral hypothesis need them
+        self.neutrals: Sequence[str] | Callable[[], Sequence[str]] = ()
+        # extractive questions (qa.Question); answers occur verbatim in findings or assessment
+        self.qa: list = []
+        # what a follow-up study of the same patient starts from (temporal pairs)
+        self.state: object = None
 
     def finding(self, group: str, sentence: str) -> None:
         self.findings.append((group, sentence))

@@ -23,9 +23,22 @@ class Rendered(NamedTuple):
 
 def sentence(s: str) -> str:
     """Capitalised, with a final period; families write lower-case fragments without one."""
+    return _SENTENCES.get(s) or _sentence(s)
+
+
+# fragment -> sentence: about four in five fragments of an archive repeat one seen before, and a dict
+# lookup is cheaper than slicing and joining; cleared when full, so memory stays bounded
+_SENTENCES: dict[str, str] = {}
+_SENTENCES_MAX = 50_000
+
+
+def _sentence(s: str) -> str:
     if not s:
         return s
-    return s[0].upper() + s[1:] + ("" if s[-1] in ".?!" else ".")
+    if len(_SENTENCES) >= _SENTENCES_MAX:
+        _SENTENCES.clear()
+    out = _SENTENCES[s] = s[0].upper() + s[1:] + ("" if s[-1] in ".?!" else ".")
+    return out
 
 
 _WITH_IMPRESSION = frozenset({"findings", "assessment", "impression"})
@@ -35,7 +48,8 @@ _WITHOUT_IMPRESSION = frozenset({"findings", "assessment"})
 def render(d: Dictation, draft: Draft, style: Style, comparison: str, title: str, footer: str, prior: bool = False) -> Rendered:
     """`prior`: the comparison names a prior study, which even a headerless report then mentions."""
     # sentence() inlined: this runs for every finding of every report
-    findings = [(g, s[0].upper() + s[1:] + ("" if s[-1] in ".?!" else ".")) for g, s in draft.findings]
+    known = _SENTENCES.get
+    findings = [(g, known(s) or _sentence(s)) for g, s in draft.findings]
     if style.artefacts:
         findings = _slip(d, findings)
     has_impression = bool(draft.impression or draft.assessment) and "impression" not in style.dropped and not style.headerless
@@ -44,30 +58,42 @@ def render(d: Dictation, draft: Draft, style: Style, comparison: str, title: str
     else:
         impression = ""
         findings += [("Assessment", sentence(s)) for s in draft.assessment]
+    if style.findings_form == "prose":  # the common case, without the call
+        findings_body = " ".join([s for _, s in findings])
+    else:
+        findings_body = _findings_body(findings, style.findings_form)
     bodies = {
         "indication": sentence(draft.indication) if draft.indication else "",
         "technique": sentence(draft.technique) if draft.technique else "",
         "comparison": comparison,
-        "findings": _findings_body(findings, style.findings_form),
+        "findings": findings_body,
         "impression": impression,
     }
     text = _headerless(bodies, draft, findings, prior) if style.headerless else _with_headers(bodies, style)
-    text = "\n\n".join([p for p in (title, text, footer) if p])
+    if title:
+        text = f"{title}\n\n{text}\n\n{footer}" if footer else f"{title}\n\n{text}"
+    elif footer:
+        text = f"{text}\n\n{footer}"
     if style.caps:
         text, impression = text.upper(), impression.upper()
     shown = _WITH_IMPRESSION if has_impression or style.headerless else _WITHOUT_IMPRESSION
-    return Rendered(text, impression or None, shown)
+    return _new(Rendered, (text, impression or None, shown))
+
+
+_new = tuple.__new__  # a NamedTuple's own constructor is a slower Python-level lambda
+_NL = "\n"
 
 
 def _with_headers(bodies: dict[str, str], style: Style) -> str:
-    blocks = []
-    for section in style.order:
-        body = bodies[section]
-        if not body or section in style.dropped:
-            continue
-        header = style.headers[section]
-        joiner = " " if style.inline and "\n" not in body else "\n"
-        blocks.append(f"{header}:{joiner}{body}")
+    dropped, headers = style.dropped, style.headers
+    if style.inline:
+        blocks = [
+            f"{headers[section]}:{_NL if _NL in body else ' '}{body}"
+            for section in style.order
+            if (body := bodies[section]) and section not in dropped
+        ]
+    else:
+        blocks = [f"{headers[section]}:\n{body}" for section in style.order if (body := bodies[section]) and section not in dropped]
     return "\n\n".join(blocks)
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime
 
-from radbatch.sample.cohort import Patient, Study, accession, patient_rng, plan_patient, report_id, split_of
+from radbatch.sample.cohort import MAX_STUDIES, Patient, Study, plan_patient, reseeded_rng, split_of
 from radbatch.sample.dictation import Dictation, Options
 from radbatch.sample.draft import Draft
 from radbatch.sample.families import FAMILIES
@@ -30,7 +30,7 @@ def patient_rows(key: int, index: int, want: str | None, gold: bool, messy: bool
     split = split_of(key, index)
     if want is not None and split != want:
         return []
-    rng = patient_rng(key, index)
+    rng = reseeded_rng(key, index)
     patient = plan_patient(rng, key, index, split)
     rows, states = [], {}
     for study in patient.studies:
@@ -49,14 +49,16 @@ def _study_row(d: Dictation, key: int, patient: Patient, study: Study, prior, go
     style = choose_style(d, follow_up=study.role == "follow_up")
     exam = draft.exam or draft.modality
     comparison = _comparison(d, study, style, exam, patient)
-    title = style.title.format(exam=exam)
-    footer = style.footer.format(doctor=d.pick(_DOCTORS), date=_date(study.day, style))
+    title = style.title.format(exam=exam) if style.title else ""
+    doctor = d.pick(_DOCTORS)  # drawn even when the footer has no name, so later draws do not shift
+    footer = style.footer.format(doctor=doctor, date=_date(study.day, style)) if style.footer else ""
     rendered = render(d, draft, style, comparison, title, footer, prior=study.role == "follow_up")
     question, answer = choose_question(d, draft)
     hypothesis, label = choose_hypothesis(d, draft)
     row = {
-        "report_id": report_id(key, patient.index, study.number),
-        "accession": accession(key, patient.index, study.number, study.day),
+        # the study number n; schema.to_batch prints report_id and accession for a whole block at once
+        "report_id": patient.index * MAX_STUDIES + study.number,
+        "accession": None,
         "patient_id": patient.patient_id,
         "study_date": study.day,
         "modality": draft.modality,
@@ -81,10 +83,20 @@ def _comparison(d: Dictation, study: Study, style: Style, exam: str, patient: Pa
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November", "December")
 
 
+_DATES: dict[tuple[int, str], str] = {}  # (day, format) -> text; a few thousand days, so bounded
+
+
 def _date(day: int, style: Style) -> str:
     """The date as this style writes it (strftime is several times slower, and locale-dependent)."""
-    d = datetime.date.fromordinal(_EPOCH + day)
     fmt = style.date_format
+    text = _DATES.get((day, fmt))
+    if text is None:
+        text = _DATES[day, fmt] = _format_date(day, fmt)
+    return text
+
+
+def _format_date(day: int, fmt: str) -> str:
+    d = datetime.date.fromordinal(_EPOCH + day)
     if fmt == "%Y-%m-%d":
         return f"{d.year:04d}-{d.month:02d}-{d.day:02d}"
     if fmt == "%m/%d/%Y":
@@ -110,6 +122,9 @@ def gold_columns(draft: Draft, d: Dictation, rendered: Rendered, answer: str, la
         "gold__radiology_nli__label": label,
         "gold__radiology_qa__answer": answer,
     }
-    for slug in CHEXPERT:
-        row[f"gold__abnormality_detection__{slug}"] = chexpert.get(slug)
+    for name, slug in _CHEXPERT_COLUMNS:
+        row[name] = chexpert.get(slug)
     return row
+
+
+_CHEXPERT_COLUMNS = tuple((f"gold__abnormality_detection__{slug}", slug) for slug in CHEXPERT)

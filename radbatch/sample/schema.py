@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from operator import itemgetter
 
+import numpy as np
 import pyarrow as pa
+
+from radbatch.sample.cohort import accessions, report_ids
 
 CHEXPERT = (
     "atelectasis", "cardiomegaly", "consolidation", "edema", "enlarged_cardiomediastinum", "fracture",
@@ -57,17 +60,26 @@ def schema(gold: bool) -> pa.Schema:
     return pa.schema(list(BASE) + (list(GOLD) if gold else []))
 
 
-def to_batch(rows: list[dict], gold: bool) -> pa.RecordBatch:
-    """Row dicts (as reports.py builds them) to one record batch of `schema(gold)`."""
+def to_batch(rows: list[dict], gold: bool, key: int) -> pa.RecordBatch:
+    """Row dicts (as reports.py builds them) to one record batch of `schema(gold)`.
+
+    Rows hold the study number n (cohort.report_ids) under report_id; both ids are printed here, for
+    all rows at once, from n, the study date and the seed key."""
     target = schema(gold)
     if not rows:
         return pa.RecordBatch.from_pylist([], schema=target)
     # itemgetter + zip transpose the rows in C; a list comprehension per column is several times slower
-    columns = zip(*map(itemgetter(*target.names), rows))
+    columns = dict(zip(target.names, zip(*map(itemgetter(*target.names), rows))))
+    n = np.array(columns["report_id"], np.int64)
+    days = np.array(columns["study_date"], np.int32)
     arrays = []
-    for f, values in zip(target, columns):
-        if f.name == "study_date":
-            arrays.append(pa.array(values, pa.int32()).view(pa.date32()))
+    for f in target:
+        if f.name == "report_id":
+            arrays.append(report_ids(key, n))
+        elif f.name == "accession":
+            arrays.append(accessions(key, n, days))
+        elif f.name == "study_date":
+            arrays.append(pa.array(days).view(pa.date32()))
         else:
-            arrays.append(pa.array(values, f.type))
+            arrays.append(pa.array(columns[f.name], f.type))
     return pa.RecordBatch.from_arrays(arrays, schema=target)

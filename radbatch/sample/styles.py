@@ -55,20 +55,29 @@ class Style(NamedTuple):  # NamedTuple: one per report, cheap to build
 
 def choose_style(d: Dictation, follow_up: bool) -> Style:
     """A layout for one report; follow-ups always keep their comparison section."""
-    return Style(
-        headers=_headers(d.choose(_HEADER_CASE), d.choose(_INDICATION_WORD), d.choose(_IMPRESSION_WORD)),
-        inline=d.chance(0.5),
-        order=d.choose(_ORDER),
-        findings_form=d.choose(_FINDINGS_FORM),
-        impression_form=d.choose(_IMPRESSION_FORM),
-        caps=d.chance(0.04),
-        headerless=d.chance(0.06),
-        title=d.choose(_TITLE),
-        footer=d.choose(_FOOTER),
-        date_format=d.choose(_DATE_FORMAT),
-        dropped=_dropped(d, follow_up),
-        artefacts=d.chance(0.12),
+    choose, r = d.choose, d.random
+    # tuple.__new__ with the fields in declaration order (and so in draw order): a NamedTuple's own
+    # constructor is a Python-level lambda, and keyword arguments cost more again
+    return _new(
+        Style,
+        (
+            _headers(choose(_HEADER_CASE), choose(_INDICATION_WORD), choose(_IMPRESSION_WORD)),
+            r() < 0.5,  # inline
+            choose(_ORDER),
+            choose(_FINDINGS_FORM),
+            choose(_IMPRESSION_FORM),
+            r() < 0.04,  # caps
+            r() < 0.06,  # headerless
+            choose(_TITLE),
+            choose(_FOOTER),
+            choose(_DATE_FORMAT),
+            _dropped(r, follow_up),
+            r() < 0.12,  # artefacts
+        ),
     )
+
+
+_new = tuple.__new__
 
 
 @functools.cache
@@ -90,9 +99,8 @@ def _cased(word: str, case: str) -> str:
     return word.lower() if case == "lower" else word
 
 
-def _dropped(d: Dictation, follow_up: bool) -> frozenset[str]:
+def _dropped(r, follow_up: bool) -> frozenset[str]:
     """Sections this report leaves out; most keep all (the common case returns a shared empty set)."""
-    r = d.random
     dropped = [s for s, p in _DROP_RATES if r() < p and not (follow_up and s == "comparison")]
     return frozenset(dropped) if dropped else _NOTHING
 

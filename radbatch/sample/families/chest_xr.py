@@ -123,12 +123,25 @@ def _claim(d: Dictation, out: Draft, f: Fact, start: int) -> None:
 
 
 def _add_claim(out: Draft, word: str, present: bool) -> None:
+    claim = _CLAIMS.get((word, present))
+    if claim is None:
+        claim = _CLAIMS[word, present] = _claim_of(word, present)
+    if claim:
+        out.claims.append(claim)
+
+
+# (finding word, present) -> Claim, or () for words that make none; the words come from the fixed
+# vocabulary of chest_terms and chest_scenarios, so this stays small
+_CLAIMS: dict[tuple[str, bool], Claim | tuple] = {}
+
+
+def _claim_of(word: str, present: bool) -> Claim | tuple:
     if word in _NOT_NOUNS or " or " in word:
-        return
+        return ()
     noun = word[:-3] + "y" if word.endswith("ies") else word[:-1] if word.endswith("s") and not word.endswith(("is", "ss")) else word
     last = noun.split()[-1]
     phrase = noun if last in _MASS_WORDS else article(noun)
-    out.claims.append(Claim(phrase, noun, present))
+    return Claim(phrase, noun, present)
 
 
 def _pattern_text(d: Dictation, pattern, out: Draft) -> str:
