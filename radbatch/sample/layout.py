@@ -54,17 +54,25 @@ def render(d: Dictation, draft: Draft, style: Style, comparison: str, title: str
         findings = _slip(d, findings)
     has_impression = bool(draft.impression or draft.assessment) and "impression" not in style.dropped and not style.headerless
     if has_impression:
-        impression = _list_body([sentence(s) for s in draft.impression + draft.assessment], style.impression_form)
+        items = [known(s) or _sentence(s) for s in draft.impression + draft.assessment]
+        form = style.impression_form
+        if form == "prose" or len(items) == 1:
+            impression = " ".join(items)
+        elif form == "numbered":
+            impression = "\n".join([f"{i}. {s}" for i, s in enumerate(items, 1)])
+        else:
+            impression = _list_body(items, form)
     else:
         impression = ""
-        findings += [("Assessment", sentence(s)) for s in draft.assessment]
+        findings += [("Assessment", known(s) or _sentence(s)) for s in draft.assessment]
     if style.findings_form == "prose":  # the common case, without the call
         findings_body = " ".join([s for _, s in findings])
     else:
         findings_body = _findings_body(findings, style.findings_form)
+    indication, technique = draft.indication, draft.technique
     bodies = {
-        "indication": sentence(draft.indication) if draft.indication else "",
-        "technique": sentence(draft.technique) if draft.technique else "",
+        "indication": (known(indication) or _sentence(indication)) if indication else "",
+        "technique": (known(technique) or _sentence(technique)) if technique else "",
         "comparison": comparison,
         "findings": findings_body,
         "impression": impression,
@@ -120,10 +128,10 @@ def _list_body(items: list[str], form: str) -> str:
     if form == "prose" or len(items) == 1:
         return " ".join(items)
     if form == "numbered":
-        return "\n".join(f"{i}. {s}" for i, s in enumerate(items, 1))
+        return "\n".join([f"{i}. {s}" for i, s in enumerate(items, 1)])
     if form == "paren":
-        return "\n".join(f"{i}) {s}" for i, s in enumerate(items, 1))
-    return "\n".join(_BULLETS[form] + s for s in items)
+        return "\n".join([f"{i}) {s}" for i, s in enumerate(items, 1)])
+    return "\n".join([_BULLETS[form] + s for s in items])
 
 
 def _slip(d: Dictation, findings: list[tuple[str, str]]) -> list[tuple[str, str]]:
