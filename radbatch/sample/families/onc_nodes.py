@@ -6,6 +6,7 @@ mediastinal, or supraclavicular on either side. A node counts when its short axi
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from radbatch.sample.dictation import Dictation
@@ -20,8 +21,9 @@ class Station:
     level: int  # N stage it implies for this primary
 
 
+@functools.cache
 def stations(side: str) -> dict[int, tuple[Station, ...]]:
-    """Stations by N level for a primary in the `side` lung."""
+    """Stations by N level for a primary in the `side` lung (built once per side: do not mutate)."""
     other = "left" if side == "right" else "right"
     s, o = side[0].upper(), other[0].upper()
     n2 = [Station("subcarinal", "7", 2), Station(f"{side} lower paratracheal", f"4{s}", 2)]
