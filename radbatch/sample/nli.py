@@ -55,7 +55,7 @@ def _statement(d: Dictation, claim: Claim, affirm: bool) -> str:
 
 def _neutral(d: Dictation, draft: Draft) -> str:
     neutrals = draft.neutrals() if callable(draft.neutrals) else draft.neutrals
-    if neutrals and d.chance(0.7):
+    if neutrals and d.random() < 0.7:
         phrase = d.pick(neutrals)
         return sentence(d.say(_AFFIRM, phrase=phrase))
     return d.choose(_CLINICAL)

@@ -87,7 +87,7 @@ _new = tuple.__new__
 
 def choose_question(d: Dictation, draft: Draft) -> tuple[str, str]:
     """One (question, answer) for the report: extractive when the family offers one, else yes/no."""
-    if draft.qa and (not draft.claims or d.chance(0.6)):
+    if draft.qa and (not draft.claims or d.random() < 0.6):
         kind, answer, fields = d.pick(draft.qa)
         return d.say(_QUESTIONS[kind], **fields), answer
     claim = d.pick(draft.claims)

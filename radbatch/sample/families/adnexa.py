@@ -58,7 +58,7 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
         out.finding("Adnexa", f"the {d.anat(side + ' ovary')} is {d.present('normal')} with a {d.randint(8, 25)} mm dominant follicle")
     else:
         _lesion(d, out, cat, side)
-    fluid = cat == "5" and d.chance(0.5)
+    fluid = cat == "5" and d.random() < 0.5
     out.finding("Other", f"{'moderate ' if fluid else 'no '}{(d.present if fluid else d.absent)('ascites')}")
     out.claims.append(Claim("ascites", "ascites", fluid))
     system_name = "US" if modality == "US PELVIS" else "MRI"

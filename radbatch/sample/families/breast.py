@@ -110,7 +110,7 @@ def _mass_questions(d: Dictation, out: Draft, size: str, clock: str, side: str) 
 def _indication(d: Dictation, cat: str, side: str) -> str:
     if cat == "6":
         return "newly diagnosed breast cancer, extent of disease"
-    if cat in ("0", "1", "2") and d.chance(0.7):
+    if cat in ("0", "1", "2") and d.random() < 0.7:
         return d.pick(("screening", "annual screening mammogram", "routine screening"))
     return d.pick((f"palpable lump in the {side} breast", f"{side} breast pain", "follow-up of a prior finding"))
 

@@ -60,7 +60,7 @@ class ChestReport:
 
 
 def _side(d: Dictation, bilateral: float = 0.0) -> str:
-    return "bilateral" if d.chance(bilateral) else d.pick(("right", "left"))
+    return "bilateral" if d.random() < bilateral else d.pick(("right", "left"))
 
 
 def _lobe(d: Dictation) -> str:
@@ -77,45 +77,45 @@ def _add(report: ChestReport, *facts: Fact) -> bool:
 
 
 def _effusion(d, r):
-    status = POS if d.chance(0.8) else UNC
+    status = POS if d.random() < 0.8 else UNC
     return _add(r, Fact("pleural_effusion", status, _side(d, 0.3 if status == POS else 0), sev=d.below(3)))
 
 
 def _pneumothorax(d, r):
-    return _add(r, Fact("pneumothorax", POS if d.chance(0.75) else UNC, _side(d), sev=d.below(3)))
+    return _add(r, Fact("pneumothorax", POS if d.random() < 0.75 else UNC, _side(d), sev=d.below(3)))
 
 
 def _consolidation(d, r):
-    if d.chance(0.15):
+    if d.random() < 0.15:
         return _add(r, Fact("consolidation", UNC, loc=_lobe(d)))
     f = Fact("consolidation", POS, loc=_lobe(d), sev=d.below(3))
-    if d.chance(0.6):
-        return _add(r, f, Fact("pneumonia", POS if d.chance(0.5) else UNC, loc=f.loc))
+    if d.random() < 0.6:
+        return _add(r, f, Fact("pneumonia", POS if d.random() < 0.5 else UNC, loc=f.loc))
     return _add(r, f)
 
 
 def _opacity(d, r):
-    if d.chance(0.12):
+    if d.random() < 0.12:
         return _add(r, Fact("lung_opacity", UNC, loc=_lobe(d)))
     f = Fact("lung_opacity", POS, loc=_lobe(d), sev=d.below(3))
-    ddx = [Fact(label, UNC, side=_side(d), loc=f.loc) for label in ("atelectasis", "pneumonia") if d.chance(0.5)]
+    ddx = [Fact(label, UNC, side=_side(d), loc=f.loc) for label in ("atelectasis", "pneumonia") if d.random() < 0.5]
     return _add(r, f, *ddx)
 
 
 def _chf(d, r):
-    if d.chance(0.2):
+    if d.random() < 0.2:
         return _add(r, Fact("edema", UNC))
     done = _add(r, Fact("edema", POS, sev=d.below(3)))
-    if d.chance(0.6):
+    if d.random() < 0.6:
         _add(r, Fact("cardiomegaly", POS, sev=d.below(3)))
-    if d.chance(0.4):
+    if d.random() < 0.4:
         _add(r, Fact("pleural_effusion", POS, "bilateral", sev=d.below(2)))
     return done
 
 
 def _simple(label: str, unc_rate: float, **kw):
     def build(d, r):
-        status = UNC if d.chance(unc_rate) else POS
+        status = UNC if d.random() < unc_rate else POS
         f = Fact(label, status, **kw)
         if label in ("atelectasis", "pleural_other", "fracture"):
             f.side = _side(d, 0.3 if label == "atelectasis" else 0)
@@ -152,7 +152,7 @@ def fresh(d: Dictation, trackable: bool) -> ChestReport:
     if trackable:
         while not d.pick(_TRACKABLE)(d, r) or not any(f.status == POS for f in r.facts.values()):
             r = ChestReport([], {})
-    if trackable or d.chance(0.7):
+    if trackable or d.random() < 0.7:
         for _ in range(1 + (d.rng.random() < 0.45) + (d.rng.random() < 0.2)):
             d.pick(_BUILDERS)(d, r)
     _devices(d, r)
@@ -161,7 +161,7 @@ def fresh(d: Dictation, trackable: bool) -> ChestReport:
 
 
 def _devices(d: Dictation, r: ChestReport) -> None:
-    if d.chance(0.2):
+    if d.random() < 0.2:
         device = d.pick(_DEVICES)
         side = d.pick(("right", "left"))
         _add(r, Fact("support_devices", POS, side=side, detail=device))
@@ -189,7 +189,7 @@ def follow_up(d: Dictation, prior: list[Fact]) -> ChestReport:
         g = replace(f, status=NEG if change == "resolved" else POS, sev=sev)
         r.facts[f.label] = g
         r.patterns.append(Pattern([g], change))
-    if d.chance(0.35) or not r.patterns:
+    if d.random() < 0.35 or not r.patterns:
         probe = ChestReport([], dict(r.facts))
         if d.pick(_TRACKABLE)(d, probe):
             for g in probe.patterns[0].facts[:1]:
@@ -283,7 +283,7 @@ def negative_sentences(d: Dictation, r: ChestReport) -> tuple[list[str], list[st
     for label, f in r.facts.items():
         if f.status != NEG or id(f) in in_patterns:
             continue
-        if label == "cardiomegaly" and d.chance(0.7):
+        if label == "cardiomegaly" and d.random() < 0.7:
             out.append(d.say(_HEART_NORMAL, anat=d.anat("heart"), obs=d.present("normal")))
         elif label == "enlarged_cardiomediastinum":
             anat = d.anat(d.pick(("cardiomediastinal silhouette", "mediastinal silhouette")))
@@ -294,10 +294,10 @@ def negative_sentences(d: Dictation, r: ChestReport) -> tuple[list[str], list[st
     if listed:
         out.insert(0, d.say(_NEG_LIST, items=_join(d, listed)))
     quiet = not any(f.status != NEG and (f.label in _LUNG or f.label == "pneumothorax") for f in r.facts.values())
-    if quiet and d.chance(0.5):
+    if quiet and d.random() < 0.5:
         out.insert(0, d.say(_LUNGS_CLEAR, anat=d.anat("lungs"), obs=d.present("clear")))
         r.covered |= _LUNG
-    if "fracture" not in r.facts and d.chance(0.3):
+    if "fracture" not in r.facts and d.random() < 0.3:
         out.append(d.say(_BONES, obs=d.absent("osseous abnormality")))
         r.covered.add("fracture")
     return out, listed
@@ -308,7 +308,7 @@ def _join(d: Dictation, items: list[str]) -> str:
         return items[0]
     if len(items) == 2:
         return f"{items[0]} or {items[1]}"
-    comma = "," if d.chance(0.5) else ""
+    comma = "," if d.random() < 0.5 else ""
     return ", ".join(items[:-1]) + f"{comma} or {items[-1]}"
 
 

@@ -107,7 +107,7 @@ _PTX_UNC = Variants(
 
 
 def pneumothorax(d: Dictation, f: Fact) -> str:
-    word = "PTX" if d.terse and d.chance(0.5) else "pneumothorax"
+    word = "PTX" if d.terse and d.random() < 0.5 else "pneumothorax"
     if f.status == POS:
         return d.say(_PTX_POS, sev=f.severity, side=f.side, obs=d.present(word))
     return d.say(_PTX_UNC, side=f.side, obs=d.uncertain(word))
@@ -246,7 +246,7 @@ _CARDIO_UNC = Variants(
 def cardiomegaly(d: Dictation, f: Fact) -> str:
     if f.status == UNC:
         return d.say(_CARDIO_UNC, sev=f.severity, obs=d.uncertain("cardiomegaly"))
-    if d.chance(0.5):
+    if d.random() < 0.5:
         return d.say(_CARDIO_POS, sev=f.severity, obs=d.present("cardiomegaly"))
     anat = d.anat(d.pick(("heart", "cardiac silhouette")))
     return d.say(_HEART_POS, anat=anat, adv=f.severity + "ly", obs=d.present("enlarged"))
@@ -267,7 +267,7 @@ _MEDIASTINUM_UNC = Variants(
 
 
 def enlarged_cardiomediastinum(d: Dictation, f: Fact) -> str:
-    if d.chance(0.5):
+    if d.random() < 0.5:
         anat, obs = "mediastinum", "widened"
     else:
         anat, obs = "cardiomediastinal silhouette", "enlarged"

@@ -58,7 +58,7 @@ _NORMAL_IMPRESSION = Options(
 
 def draft(d: Dictation, patient, study, prior: list[Fact] | None) -> Draft:
     out = Draft(family="chest_xr", modality="XR CHEST")
-    portable = d.chance(0.4)
+    portable = d.random() < 0.4
     out.exam = "XR CHEST 1 VIEW PORTABLE" if portable else d.pick(("XR CHEST 2 VIEWS", "CHEST PA AND LATERAL"))
     if prior is not None:
         report = scenarios.follow_up(d, prior)
@@ -81,7 +81,7 @@ def _indication(d: Dictation, patient, report: scenarios.ChestReport) -> str:
         reason = d.pick((f"fall with {side} chest wall pain", "trauma, chest wall pain"))
     else:
         reason = d.choose(_INDICATIONS)
-    if d.chance(0.4):
+    if d.random() < 0.4:
         who = "man" if patient.sex == "M" else "woman"
         return f"{patient.age}-year-old {who} with {reason}"
     return reason

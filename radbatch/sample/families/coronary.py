@@ -58,7 +58,7 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     out.indication = d.pick(("atypical chest pain", "chest pain, intermediate pretest probability", "dyspnea, evaluate for coronary disease"))
     out.technique = f"prospectively ECG-gated coronary CT angiography, heart rate {d.randint(52, 68)} bpm"
     out.finding("Calcium", f"coronary artery calcium score (Agatston): {d.randint(0, 900)}")
-    if d.chance(0.05):
+    if d.random() < 0.05:
         vessel = d.pick(_VESSELS[1:])
         out.finding("Coronaries", f"severe motion {d.present('artifact')} limits evaluation of the {d.anat(vessel)}")
         cat = "N"
@@ -74,7 +74,7 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
 def _vessels(d: Dictation, out: Draft) -> str:
     top = d.pick((0, 1, 2, 2, 3, 3, 4, 4, 5))
     grades = {v: d.randint(0, top) for v in _VESSELS}
-    grades["left main"] = min(grades["left main"], 2 if d.chance(0.85) else top)
+    grades["left main"] = min(grades["left main"], 2 if d.random() < 0.85 else top)
     worst = d.pick(_VESSELS[1:])
     grades[worst] = top
     for vessel, grade in grades.items():

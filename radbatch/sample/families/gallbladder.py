@@ -62,7 +62,7 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
         out.claims.append(Claim("wall thickening", "wall thickening", True))
         out.qa.append(ask("size", f"{mm} mm", thing="gallbladder wall thickening"))
         out.impression.append(f"gallbladder wall thickening, {mm} mm")
-    stones = d.chance(0.4)
+    stones = d.random() < 0.4
     out.finding("Gallbladder", f"{'multiple mobile ' if stones else 'no '}{(d.present if stones else d.absent)('gallstones')}")
     out.claims.append(Claim("a gallstone", "gallstone", stones))
     out.finding("Other", d.pick(("the common bile duct measures 4 mm", "the liver is normal in echotexture", "the pancreas is obscured by bowel gas")))

@@ -80,8 +80,8 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
 
 def _observation(d: Dictation, out: Draft, seg: str) -> str:
     size = d.randint(6, 35)
-    aphe = d.chance(0.7)
-    washout, capsule, growth = d.chance(0.5), d.chance(0.4), d.chance(0.15)
+    aphe = d.random() < 0.7
+    washout, capsule, growth = d.random() < 0.5, d.random() < 0.4, d.random() < 0.15
     n_features = washout + capsule + growth
     cat = lirads_category(aphe, size, n_features)
     if aphe and 10 <= size < 20 and n_features == 1 and capsule:
@@ -107,7 +107,7 @@ def _observation(d: Dictation, out: Draft, seg: str) -> str:
 
 def _benign(d: Dictation, out: Draft, seg: str) -> str:
     size = d.randint(5, 25)
-    if d.chance(0.5):
+    if d.random() < 0.5:
         out.finding("Liver", f"{size} mm {d.present('simple cyst')} in {d.anat(seg)}")
         out.claims.append(Claim("a simple cyst", "simple cyst", True))
         cat = "LR-1"

@@ -59,7 +59,7 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
         cat = "1"
     else:
         cat = _nodule(d, out)
-    significant = d.chance(0.4)
+    significant = d.random() < 0.4
     if significant:
         out.finding("Other", f"moderate coronary artery {d.present('calcification')}")
     state_category(d, out, "Lung-RADS", cat, _MEANING[cat])
@@ -74,7 +74,7 @@ def _nodule(d: Dictation, out: Draft) -> str:
     kind = d.pick(("solid", "solid", "solid", "part-solid", "ground-glass"))
     size = round(d.rng.uniform(3.0, 22.0) if kind != "ground-glass" else d.rng.uniform(5.0, 40.0), 1)
     solid = round(size * d.rng.uniform(0.2, 0.7), 1) if kind == "part-solid" else 0.0
-    suspicious = kind != "ground-glass" and d.chance(0.15)
+    suspicious = kind != "ground-glass" and d.random() < 0.15
     extra = f" with a {solid} mm solid component" if solid else ""
     if suspicious:
         extra += " and spiculated margins" if solid else " with spiculated margins"

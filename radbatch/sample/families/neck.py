@@ -42,7 +42,7 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     primary = site.removeprefix("right ").removeprefix("left ")
     out.indication = f"{primary} squamous cell carcinoma status post chemoradiation, surveillance"
     out.technique = "contrast-enhanced CT of the neck from the skull base to the thoracic inlet"
-    if d.chance(0.7):
+    if d.random() < 0.7:
         cat = d.pick(tuple(_PRIMARY_MEANING))
         _primary(d, out, site, cat)
         out.finding("Neck", f"no new or enlarging cervical {d.absent('lymph nodes')}")

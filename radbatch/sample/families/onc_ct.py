@@ -100,7 +100,7 @@ def _fresh_state(d: Dictation) -> OncState:
     r = d.rng.random()
     stage = 0 if r < 0.4 else 1 if r < 0.6 else 2 if r < 0.85 else 3
     state = OncState(side, d.pick(LOBES[side]), d.size(1.5, 6.5), nodes_for_stage(d, side, stage))
-    if d.chance(0.35):
+    if d.random() < 0.35:
         for site in d.rng.sample(sites.SITES, d.randint(1, 2)):
             state.mets.append(sites.Met(site, d.size(0.8, 4.0)))
     return state
@@ -131,7 +131,7 @@ def _write_common(d: Dictation, out: Draft, s: OncState) -> None:
     involved = [n for n in s.nodes if n.involved]
     if not involved:
         out.finding("Lymph nodes", d.say(_N0, obs=d.absent("lymphadenopathy")))
-        if d.chance(0.4):
+        if d.random() < 0.4:
             station = d.anat(d.pick(("mediastinal", "hilar", "paratracheal")))
             out.finding("Lymph nodes", d.say(_SUBCENTIMETER, station=station, obs=d.absent("enlarged")))
     if not s.mets:
@@ -162,7 +162,7 @@ def _impression(d: Dictation, out: Draft, s: OncState, involved: list[Node]) -> 
             out.impression.append(sites.summary(d, s.mets))
         else:
             out.impression.append(f"no evidence of distant {d.absent('metastatic disease')}")
-    if d.chance(0.4):
+    if d.random() < 0.4:
         out.impression.append(d.say(_STAGE, n=n_stage(s.nodes), m="M1" if s.mets else "M0"))
 
 
@@ -188,7 +188,7 @@ def _write_follow_up(d: Dictation, out: Draft, prior: OncState) -> OncState:
         new = sites.Met(met.site, _resize(d, met.size, change))
         state.mets.append(new)
         _change(d, out, sites.GROUP[met.site], change, sites.change_np(d, new), sites.ENTITY[met.site], "")
-    if not prior.mets and d.chance(0.3):
+    if not prior.mets and d.random() < 0.3:
         new = sites.Met(d.pick(sites.SITES), d.size(0.8, 2.5))
         state.mets.append(new)
         _change(d, out, sites.GROUP[new.site], "new", sites.change_np(d, new), sites.ENTITY[new.site], "")

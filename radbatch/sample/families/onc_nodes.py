@@ -58,7 +58,7 @@ def nodes_for_stage(d: Dictation, side: str, stage: int) -> list[Node]:
     chosen = [d.pick(by_level[stage])]
     for level in range(1, stage + 1):
         extra = d.pick(by_level[level])
-        if d.chance(0.35) and extra not in chosen:
+        if d.random() < 0.35 and extra not in chosen:
             chosen.append(extra)
     # a list, not a set: set order follows string hashes, which differ between processes
     return [Node(st, d.size(1.1, 3.2)) for st in sorted(chosen, key=lambda st: (st.level, st.code))]

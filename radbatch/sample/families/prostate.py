@@ -52,11 +52,11 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     out.technique = "multiparametric MRI of the prostate at 3 T: T2-weighted, DWI/ADC and dynamic contrast-enhanced imaging"
     volume = d.randint(25, 90)
     out.finding("Prostate", f"prostate volume {volume} mL; PSA density {round(psa / volume, 2)} ng/mL/cc")
-    cat = "1" if d.chance(0.12) else _lesion(d, out)
+    cat = "1" if d.random() < 0.12 else _lesion(d, out)
     if cat == "1":
         out.finding("Prostate", f"no focal suspicious {d.absent('lesion')} in the peripheral or transition zone")
         out.claims.append(Claim("a suspicious lesion", "suspicious lesion", False))
-    epe = cat == "5" and d.chance(0.4)
+    epe = cat == "5" and d.random() < 0.4
     if epe:
         out.finding("Staging", f"focal {d.present('extraprostatic extension')} at the lesion")
     else:
@@ -69,7 +69,7 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
 
 
 def _lesion(d: Dictation, out: Draft) -> str:
-    zone = "PZ" if d.chance(0.7) else "TZ"
+    zone = "PZ" if d.random() < 0.7 else "TZ"
     side, level = d.pick(("right", "left")), d.pick(("apex", "mid gland", "base"))
     if zone == "PZ":
         loc = f"{side} posterolateral peripheral zone at the {level}"
@@ -77,7 +77,7 @@ def _lesion(d: Dictation, out: Draft) -> str:
         loc = f"{side} anterior transition zone at the {level}"
     score = d.pick((2, 3, 3, 4, 4, 5))
     size = d.size(1.5, 2.6) if score == 5 else d.size(0.5, 1.4)
-    dce = score >= 3 and d.chance(0.6)
+    dce = score >= 3 and d.random() < 0.6
     other = d.pick((2, 3, 4, 5)) if zone == "TZ" else 0
     cat = pirads_category(zone, score, dce, other)
     signal = _DWI[score] if zone == "PZ" else f"{_T2[score]}; DWI score {other}"

@@ -55,7 +55,7 @@ def _nodule(d: Dictation, side: str, pole: str, size: float) -> tuple[str, str, 
     """Features and their TI-RADS level; TR1 is a cystic or spongiform nodule (0 points)."""
     obs = d.present("nodule")
     d.anat(f"{side} lobe")
-    if d.chance(0.12):
+    if d.random() < 0.12:
         features = d.pick(("spongiform", "anechoic cystic"))
         echo = "anechoic" if features == "anechoic cystic" else "spongiform"
         text = f"{side} lobe, {pole} pole: {size} cm {features} {obs} without solid component"
@@ -66,7 +66,7 @@ def _nodule(d: Dictation, side: str, pole: str, size: float) -> tuple[str, str, 
     (comp, _), (echo, _), (shape, _), (margin, _), (foci, _) = picks
     level = "TR2" if points == 2 else "TR3" if points == 3 else "TR4" if points <= 6 else "TR5"
     text = d.say(_NODULE, side=side, pole=pole, size=str(size), features=f"{comp}, {echo}", obs=obs, shape=shape, margin=margin, foci=foci)
-    if d.chance(0.3):
+    if d.random() < 0.3:
         text += f" ({points} points)"
     return level, text, echo
 
