@@ -48,18 +48,18 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     out = Draft(family="orads", modality=modality, exam=modality + (" TRANSVAGINAL" if modality == "US PELVIS" else ""))
     out.indication = d.pick(("pelvic pain", "adnexal mass on prior imaging", "abnormal uterine bleeding", "palpable pelvic mass"))
     out.technique = "transabdominal and transvaginal ultrasound" if modality == "US PELVIS" else "MRI of the pelvis without and with contrast"
-    out.finding("Uterus", f"the uterus is {d.present('normal')} in size, endometrium {d.randint(3, 12)} mm")
+    out.findings.append(("Uterus", f"the uterus is {d.present('normal')} in size, endometrium {d.randint(3, 12)} mm"))
     weights = (6, 14, 30, 18, 18, 14) if modality == "US PELVIS" else (0, 14, 30, 18, 22, 16)
     cat = d.rng.choices(("0", "1", "2", "3", "4", "5"), weights)[0]
     side = d.pick(("right", "left"))
     if cat == "0":
-        out.finding("Adnexa", f"the {d.anat(side + ' ovary')} is not visualized due to overlying bowel gas")
+        out.findings.append(("Adnexa", f"the {d.anat(side + ' ovary')} is not visualized due to overlying bowel gas"))
     elif cat == "1":
-        out.finding("Adnexa", f"the {d.anat(side + ' ovary')} is {d.present('normal')} with a {d.randint(8, 25)} mm dominant follicle")
+        out.findings.append(("Adnexa", f"the {d.anat(side + ' ovary')} is {d.present('normal')} with a {d.randint(8, 25)} mm dominant follicle"))
     else:
         _lesion(d, out, cat, side)
     fluid = cat == "5" and d.random() < 0.5
-    out.finding("Other", f"{'moderate ' if fluid else 'no '}{(d.present if fluid else d.absent)('ascites')}")
+    out.findings.append(("Other", f"{'moderate ' if fluid else 'no '}{(d.present if fluid else d.absent)('ascites')}"))
     out.claims.append(Claim("ascites", "ascites", fluid))
     system_name = "US" if modality == "US PELVIS" else "MRI"
     state_category(d, out, "O-RADS", cat, _MEANING[cat], modality_name=system_name)
@@ -72,10 +72,10 @@ def _lesion(d: Dictation, out: Draft, cat: str, side: str) -> None:
     template, obs, solid = d.pick(_LESIONS[cat])
     size = str(d.size(2.0, 9.5))
     lesion = template.format(size=size, obs=d.present(obs))
-    out.finding("Adnexa", d.say(_OVARY, side=d.anat(side), lesion=lesion))
+    out.findings.append(("Adnexa", d.say(_OVARY, side=d.anat(side), lesion=lesion)))
     out.claims.append(Claim(article(obs), obs, True))
     if not solid:
-        out.finding("Adnexa", f"no {d.absent('solid component')} or internal vascularity")
+        out.findings.append(("Adnexa", f"no {d.absent('solid component')} or internal vascularity"))
         out.claims.append(Claim("a solid component", "solid component", False))
     out.qa.append(ask("size", f"{size} cm", thing=obs))
     out.qa.append(ask("side", side, thing=obs))

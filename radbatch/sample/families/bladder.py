@@ -44,14 +44,14 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     loc = d.pick(("left lateral wall", "right lateral wall", "posterior wall", "trigone", "dome"))
     size = str(d.size(0.5, 0.9) if cat == "1" else d.size(1.1, 4.5))
     text = d.say(_TUMOR, size=size, obs=d.present("tumor"), loc=d.anat(loc), wall=_WALL[cat])
-    out.finding("Bladder", text)
+    out.findings.append(("Bladder", text))
     out.claims.append(Claim("a bladder tumor", "bladder tumor", True) if "bladder" in text else Claim("a tumor", "tumor", True))
     if cat == "5":
-        out.finding("Bladder", f"{d.present('invasion')} of the perivesical fat adjacent to the {loc}")
+        out.findings.append(("Bladder", f"{d.present('invasion')} of the perivesical fat adjacent to the {loc}"))
     else:
-        out.finding("Bladder", f"no {d.absent('invasion')} of the perivesical fat")
+        out.findings.append(("Bladder", f"no {d.absent('invasion')} of the perivesical fat"))
     out.claims.append(Claim("invasion of the perivesical fat", "invasion of the perivesical fat", cat == "5"))
-    out.finding("Other", d.pick(("no pelvic lymphadenopathy", "the upper urinary tracts are not dilated")))
+    out.findings.append(("Other", d.pick(("no pelvic lymphadenopathy", "the upper urinary tracts are not dilated"))))
     out.qa.append(ask("size", f"{size} cm", thing="bladder tumor"))
     out.qa.append(ask("location", loc, thing="bladder tumor"))
     out.impression.append(f"{size} cm bladder tumor along the {loc}")

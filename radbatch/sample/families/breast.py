@@ -59,22 +59,22 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     out.indication = _indication(d, cat, side)
     out.technique = _technique(d, modality, side)
     if modality == "MG BREAST":
-        out.finding("Breasts", d.choose(_DENSITY))
+        out.findings.append(("Breasts", d.choose(_DENSITY)))
     group = f"{side.title()} breast"
     if cat in _SHAPE:
         obs = d.present("mass")
         d.anat(f"{side} breast")  # every _MASS phrasing says "<side> breast"
-        out.finding(group, d.say(_MASS, shape=_SHAPE[cat], obs=obs, margin=_MARGINS[cat], side=side, clock=clock, size=size))
+        out.findings.append((group, d.say(_MASS, shape=_SHAPE[cat], obs=obs, margin=_MARGINS[cat], side=side, clock=clock, size=size)))
         out.claims.append(Claim(article(f"{_SHAPE[cat]} mass"), f"{_SHAPE[cat]} mass", True))
         _mass_questions(d, out, size, clock, side)
         out.impression.append(f"{size} cm {_SHAPE[cat]} mass in the {side} breast at {clock} o'clock")
     elif cat in ("2", "3", "6"):
         _benign_or_known(d, out, cat, group, side, clock, size)
     elif cat == "0":
-        out.finding(group, f"possible {d.uncertain('asymmetry')} in the {d.anat(side + ' breast')}, seen on the {d.pick(('CC', 'MLO'))} view only")
+        out.findings.append((group, f"possible {d.uncertain('asymmetry')} in the {d.anat(side + ' breast')}, seen on the {d.pick(('CC', 'MLO'))} view only"))
         out.impression.append(f"possible asymmetry in the {side} breast")
     if cat in ("1", "2"):
-        out.finding("Breasts", d.say(_NEGATIVE, obs=d.absent("mass")))
+        out.findings.append(("Breasts", d.say(_NEGATIVE, obs=d.absent("mass"))))
         out.claims.append(Claim("a suspicious mass", "suspicious mass", False))
     state_category(d, out, "BI-RADS", cat, _MEANING[cat])
     recommend(d, out, _action(d, cat, side))
@@ -85,17 +85,17 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
 def _benign_or_known(d: Dictation, out: Draft, cat: str, group: str, side: str, clock: str, size: str) -> None:
     if cat == "6":
         text = f"known biopsy-proven {d.present('carcinoma')} in the {side} breast at {clock} o'clock, measuring {size} cm, with a {d.present('biopsy clip')} in place"
-        out.finding(group, text)
+        out.findings.append((group, text))
         out.claims.append(Claim("a biopsy clip", "biopsy clip", True))
         out.impression.append(f"known {side} breast carcinoma, {size} cm")
     elif cat == "3":
         shape = d.pick(("oval", "round"))
-        out.finding(group, f"{shape} circumscribed {d.present('mass')} in the {side} breast at {clock} o'clock, measuring {size} cm, likely a fibroadenoma")
+        out.findings.append((group, f"{shape} circumscribed {d.present('mass')} in the {side} breast at {clock} o'clock, measuring {size} cm, likely a fibroadenoma"))
         out.claims.append(Claim("a circumscribed mass", "circumscribed mass", True))
         out.impression.append(f"{size} cm circumscribed mass in the {side} breast, likely a fibroadenoma")
     else:
         template, obs = d.choose(_BENIGN)
-        out.finding(group, template.format(size=size, obs=d.present(obs), side=side, clock=clock))
+        out.findings.append((group, template.format(size=size, obs=d.present(obs), side=side, clock=clock)))
         out.claims.append(Claim(article(obs), obs, True))
         out.impression.append(f"benign-appearing {obs} in the {side} breast")
     _mass_questions(d, out, size, clock, side)

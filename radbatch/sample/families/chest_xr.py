@@ -98,15 +98,15 @@ def _write(d: Dictation, out: Draft, report: scenarios.ChestReport, follow_up: b
             out.qa.append(ask("change", record["cue"], thing=record["entity"]))
         else:
             text = _pattern_text(d, pattern, out)
-        out.finding(_GROUP.get(pattern.facts[0].label, "Lungs"), text)
+        out.findings.append((_GROUP.get(pattern.facts[0].label, "Lungs"), text))
         _claim(d, out, pattern.facts[0], start)
     negatives, listed = scenarios.negative_sentences(d, report)
     for sentence in negatives:
-        out.finding("Lungs", sentence)
+        out.findings.append(("Lungs", sentence))
     for word in listed:
         _add_claim(out, word, present=False)
     for sentence in scenarios.distractors(d):
-        out.finding("Other", sentence)
+        out.findings.append(("Other", sentence))
     d.section = "impression"
     out.impression = _impression(d, report)
     out.neutrals = functools.partial(_neutrals, report)

@@ -57,14 +57,14 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     out = Draft(family="cadrads", modality="CT CORONARY ANGIOGRAM", exam="CTA CORONARY ARTERIES")
     out.indication = d.pick(("atypical chest pain", "chest pain, intermediate pretest probability", "dyspnea, evaluate for coronary disease"))
     out.technique = f"prospectively ECG-gated coronary CT angiography, heart rate {d.randint(52, 68)} bpm"
-    out.finding("Calcium", f"coronary artery calcium score (Agatston): {d.randint(0, 900)}")
+    out.findings.append(("Calcium", f"coronary artery calcium score (Agatston): {d.randint(0, 900)}"))
     if d.random() < 0.05:
         vessel = d.pick(_VESSELS[1:])
-        out.finding("Coronaries", f"severe motion {d.present('artifact')} limits evaluation of the {d.anat(vessel)}")
+        out.findings.append(("Coronaries", f"severe motion {d.present('artifact')} limits evaluation of the {d.anat(vessel)}"))
         cat = "N"
     else:
         cat = _vessels(d, out)
-    out.finding("Other", d.pick(("no pericardial effusion", "normal left ventricular size", "the visualized lungs are clear")))
+    out.findings.append(("Other", d.pick(("no pericardial effusion", "normal left ventricular size", "the visualized lungs are clear"))))
     state_category(d, out, "CAD-RADS", cat, _MEANING[cat])
     recommend(d, out, _ACTION[cat])
     out.neutrals = ("a prior myocardial infarction", "atrial fibrillation", "an aortic valve replacement")
@@ -78,7 +78,7 @@ def _vessels(d: Dictation, out: Draft) -> str:
     worst = d.pick(_VESSELS[1:])
     grades[worst] = top
     for vessel, grade in grades.items():
-        out.finding("Coronaries", _vessel_text(d, vessel, grade))
+        out.findings.append(("Coronaries", _vessel_text(d, vessel, grade)))
     if top == 0:
         out.claims.append(Claim("plaque", "plaque", False))
     else:

@@ -51,21 +51,21 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     cat = d.pick(("0", "1", "1", "2", "2", "3", "4", "5"))
     anat = d.anat("gallbladder")
     if cat == "0":
-        out.finding("Gallbladder", f"the {anat} is contracted; the patient was not fasting and the wall cannot be assessed")
+        out.findings.append(("Gallbladder", f"the {anat} is contracted; the patient was not fasting and the wall cannot be assessed"))
     elif cat == "1":
-        out.finding("Gallbladder", f"the {anat} is distended with a normal wall and no {d.absent('wall thickening')}")
+        out.findings.append(("Gallbladder", f"the {anat} is distended with a normal wall and no {d.absent('wall thickening')}"))
         out.claims.append(Claim("wall thickening", "wall thickening", False))
     else:
         mm = str(d.randint(4, 9) if cat in ("2", "3") else d.randint(8, 18))
         wall = d.choose(_WALL[cat]).format(obs=d.present("wall thickening"), mm=mm)
-        out.finding("Gallbladder", f"the {anat} shows {wall}")
+        out.findings.append(("Gallbladder", f"the {anat} shows {wall}"))
         out.claims.append(Claim("wall thickening", "wall thickening", True))
         out.qa.append(ask("size", f"{mm} mm", thing="gallbladder wall thickening"))
         out.impression.append(f"gallbladder wall thickening, {mm} mm")
     stones = d.random() < 0.4
-    out.finding("Gallbladder", f"{'multiple mobile ' if stones else 'no '}{(d.present if stones else d.absent)('gallstones')}")
+    out.findings.append(("Gallbladder", f"{'multiple mobile ' if stones else 'no '}{(d.present if stones else d.absent)('gallstones')}"))
     out.claims.append(Claim("a gallstone", "gallstone", stones))
-    out.finding("Other", d.pick(("the common bile duct measures 4 mm", "the liver is normal in echotexture", "the pancreas is obscured by bowel gas")))
+    out.findings.append(("Other", d.pick(("the common bile duct measures 4 mm", "the liver is normal in echotexture", "the pancreas is obscured by bowel gas"))))
     state_category(d, out, "GB-RADS", cat, _MEANING[cat])
     recommend(d, out, _ACTION[cat])
     out.neutrals = ("a renal cyst", "pancreatitis", "a history of alcohol use")

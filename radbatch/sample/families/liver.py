@@ -62,7 +62,7 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     modality = d.pick(("CT LIVER", "MR LIVER"))
     out = Draft(family="lirads", modality=modality, exam=f"{modality} MULTIPHASE")
     out.technique = "multiphase contrast-enhanced " + ("CT" if modality == "CT LIVER" else "MRI") + " of the liver"
-    out.finding("Liver", d.choose(_BACKGROUND))
+    out.findings.append(("Liver", d.choose(_BACKGROUND)))
     seg = f"segment {d.randint(2, 8)}"
     r = d.rng.random()
     if r < 0.15:
@@ -71,7 +71,7 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     else:
         out.indication = d.pick(("cirrhosis, HCC surveillance", "hepatitis B, liver observation on ultrasound", "NASH cirrhosis, surveillance"))
         cat = _tiv(d, out) if r < 0.21 else _lr_m(d, out, seg) if r < 0.28 else _benign(d, out, seg) if r < 0.45 else _observation(d, out, seg)
-    out.finding("Other", f"the portal veins are {d.present('patent')}" if cat != "LR-TIV" else "no ascites")
+    out.findings.append(("Other", f"the portal veins are {d.present('patent')}" if cat != "LR-TIV" else "no ascites"))
     state_category(d, out, "LI-RADS", cat, _MEANING[cat])
     recommend(d, out, _ACTION[cat])
     out.neutrals = ("a gallstone", "a renal stone", "a hepatitis C infection")
@@ -97,7 +97,7 @@ def _observation(d: Dictation, out: Draft, seg: str) -> str:
     features = ("with " + " and ".join(present)) if present else ""
     if absent:
         features += (", without " if present else "without ") + " or ".join(absent)
-    out.finding("Liver", d.say(_OBSERVATION, size=str(size), obs=d.present("observation"), seg=d.anat(seg), features=features))
+    out.findings.append(("Liver", d.say(_OBSERVATION, size=str(size), obs=d.present("observation"), seg=d.anat(seg), features=features)))
     out.claims.append(Claim("washout", "washout", washout))
     out.qa.append(ask("size", f"{size} mm", thing="observation"))
     out.qa.append(ask("location", seg, thing="observation"))
@@ -108,11 +108,11 @@ def _observation(d: Dictation, out: Draft, seg: str) -> str:
 def _benign(d: Dictation, out: Draft, seg: str) -> str:
     size = d.randint(5, 25)
     if d.random() < 0.5:
-        out.finding("Liver", f"{size} mm {d.present('simple cyst')} in {d.anat(seg)}")
+        out.findings.append(("Liver", f"{size} mm {d.present('simple cyst')} in {d.anat(seg)}"))
         out.claims.append(Claim("a simple cyst", "simple cyst", True))
         cat = "LR-1"
     else:
-        out.finding("Liver", f"{size} mm {d.present('nodule')} in {d.anat(seg)} without arterial phase hyperenhancement, probably a regenerative nodule")
+        out.findings.append(("Liver", f"{size} mm {d.present('nodule')} in {d.anat(seg)} without arterial phase hyperenhancement, probably a regenerative nodule"))
         out.claims.append(Claim("a nodule", "nodule", True))
         cat = "LR-2"
     out.qa.append(ask("location", seg, thing="lesion"))
@@ -122,7 +122,7 @@ def _benign(d: Dictation, out: Draft, seg: str) -> str:
 def _lr_m(d: Dictation, out: Draft, seg: str) -> str:
     size = d.randint(12, 45)
     text = f"{size} mm {d.present('targetoid observation')} in {d.anat(seg)} with rim arterial phase hyperenhancement and peripheral washout"
-    out.finding("Liver", text)
+    out.findings.append(("Liver", text))
     out.claims.append(Claim("a targetoid observation", "targetoid observation", True))
     out.qa.append(ask("size", f"{size} mm", thing="observation"))
     return "LR-M"
@@ -130,7 +130,7 @@ def _lr_m(d: Dictation, out: Draft, seg: str) -> str:
 
 def _tiv(d: Dictation, out: Draft) -> str:
     vein = d.pick(("main portal vein", "right portal vein", "left portal vein"))
-    out.finding("Vessels", f"enhancing soft tissue within the {d.anat(vein)}, consistent with {d.present('tumor in vein')}")
+    out.findings.append(("Vessels", f"enhancing soft tissue within the {d.anat(vein)}, consistent with {d.present('tumor in vein')}"))
     out.claims.append(Claim("tumor in vein", "tumor in vein", True))
     out.qa.append(ask("location", vein, thing="tumor in vein"))
     return "LR-TIV"
@@ -148,5 +148,5 @@ def _treated(d: Dictation, out: Draft, seg: str) -> str:
         out.qa.append(ask("size", f"{size} mm", thing="residual tumor"))
     else:
         text = f"equivocal {d.uncertain('enhancement')} along the {zone}, atypical for expected post-treatment change"
-    out.finding("Liver", text)
+    out.findings.append(("Liver", text))
     return f"LR-TR {status}"

@@ -51,17 +51,17 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     out.technique = "low-dose non-contrast CT of the chest"
     r = d.rng.random()
     if r < 0.05:
-        out.finding("Lungs", f"the {d.anat('lung bases')} were not imaged due to incomplete coverage")
+        out.findings.append(("Lungs", f"the {d.anat('lung bases')} were not imaged due to incomplete coverage"))
         cat = "0"
     elif r < 0.2:
-        out.finding("Lungs", f"no pulmonary {d.absent('nodules')}")
+        out.findings.append(("Lungs", f"no pulmonary {d.absent('nodules')}"))
         out.claims.append(Claim("a pulmonary nodule", "pulmonary nodule", False))
         cat = "1"
     else:
         cat = _nodule(d, out)
     significant = d.random() < 0.4
     if significant:
-        out.finding("Other", f"moderate coronary artery {d.present('calcification')}")
+        out.findings.append(("Other", f"moderate coronary artery {d.present('calcification')}"))
     state_category(d, out, "Lung-RADS", cat, _MEANING[cat])
     if significant:  # the S modifier: a clinically significant finding other than lung cancer
         out.assessment.append("S modifier: moderate coronary artery calcification")
@@ -79,7 +79,7 @@ def _nodule(d: Dictation, out: Draft) -> str:
     if suspicious:
         extra += " and spiculated margins" if solid else " with spiculated margins"
     lobe = d.pick(LOBES[d.pick(("right", "left"))])
-    out.finding("Lungs", d.say(_NODULE, size=str(size), kind=kind, obs=d.present("nodule"), lobe=d.anat(lobe), extra=extra))
+    out.findings.append(("Lungs", d.say(_NODULE, size=str(size), kind=kind, obs=d.present("nodule"), lobe=d.anat(lobe), extra=extra)))
     out.claims.append(Claim(article(f"{kind} nodule"), f"{kind} nodule", True))
     out.qa.append(ask("size", f"{size} mm", thing="nodule"))
     out.qa.append(ask("location", lobe, thing="nodule"))

@@ -45,11 +45,11 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     if d.random() < 0.7:
         cat = d.pick(tuple(_PRIMARY_MEANING))
         _primary(d, out, site, cat)
-        out.finding("Neck", f"no new or enlarging cervical {d.absent('lymph nodes')}")
+        out.findings.append(("Neck", f"no new or enlarging cervical {d.absent('lymph nodes')}"))
         meaning = _PRIMARY_MEANING[cat] + " at the primary site"
     else:
         cat = d.pick(tuple(_NECK_MEANING))
-        out.finding("Primary site", f"expected post-treatment changes at the {d.anat(site)} without a discrete {d.absent('mass')}")
+        out.findings.append(("Primary site", f"expected post-treatment changes at the {d.anat(site)} without a discrete {d.absent('mass')}"))
         _neck(d, out, level, cat)
         meaning = _NECK_MEANING[cat] + " in the neck"
     state_category(d, out, "NI-RADS", cat, meaning)
@@ -61,18 +61,18 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
 def _primary(d: Dictation, out: Draft, site: str, cat: str) -> None:
     anat = d.anat(site)
     if cat == "1":
-        out.finding("Primary site", f"expected post-treatment changes at the {anat} without a discrete {d.absent('mass')} or abnormal enhancement")
+        out.findings.append(("Primary site", f"expected post-treatment changes at the {anat} without a discrete {d.absent('mass')} or abnormal enhancement"))
         out.claims.append(Claim("a discrete mass", "discrete mass", False))
     elif cat == "2a":
-        out.finding("Primary site", f"superficial non-mass-like mucosal {d.present('enhancement')} at the {anat}")
+        out.findings.append(("Primary site", f"superficial non-mass-like mucosal {d.present('enhancement')} at the {anat}"))
         out.claims.append(Claim("mucosal enhancement", "mucosal enhancement", True))
     elif cat == "2b":
-        out.finding("Primary site", f"deep ill-defined {d.present('enhancement')} at the {anat} without a discrete {d.absent('mass')}")
+        out.findings.append(("Primary site", f"deep ill-defined {d.present('enhancement')} at the {anat} without a discrete {d.absent('mass')}"))
         out.claims.append(Claim("a discrete mass", "discrete mass", False))
     else:
         size = str(d.size(1.0, 3.5))
         extra = ", biopsy-proven recurrence" if cat == "4" else ", new since the prior study"
-        out.finding("Primary site", d.say(_MASS, size=size, obs=d.present("mass"), site=anat, extra=extra))
+        out.findings.append(("Primary site", d.say(_MASS, size=size, obs=d.present("mass"), site=anat, extra=extra)))
         out.claims.append(Claim("an enhancing mass", "enhancing mass", True))
         out.qa.append(ask("size", f"{size} cm", thing="mass"))
         out.impression.append(f"{size} cm enhancing mass at the {site}")
@@ -80,15 +80,15 @@ def _primary(d: Dictation, out: Draft, site: str, cat: str) -> None:
 
 def _neck(d: Dictation, out: Draft, level: str, cat: str) -> None:
     if cat == "1":
-        out.finding("Neck", f"no residual or new abnormal {d.absent('lymph nodes')}")
+        out.findings.append(("Neck", f"no residual or new abnormal {d.absent('lymph nodes')}"))
         out.claims.append(Claim("an abnormal lymph node", "abnormal lymph node", False))
     elif cat == "2":
-        out.finding("Neck", f"ill-defined residual soft tissue in {d.anat(level)} without a discrete {d.absent('nodule')}")
+        out.findings.append(("Neck", f"ill-defined residual soft tissue in {d.anat(level)} without a discrete {d.absent('nodule')}"))
         out.claims.append(Claim("a discrete nodule", "discrete nodule", False))
     else:
         size = str(d.size(1.1, 3.0))
         extra = ", biopsy-proven nodal recurrence" if cat == "4" else ""
-        out.finding("Neck", f"new enlarging {d.anat(level)} {d.present('lymph node')} measuring {size} cm with central necrosis{extra}")
+        out.findings.append(("Neck", f"new enlarging {d.anat(level)} {d.present('lymph node')} measuring {size} cm with central necrosis{extra}"))
         out.claims.append(Claim("a lymph node with central necrosis", "lymph node with central necrosis", True))
         out.qa.append(ask("location", level, thing="enlarging lymph node"))
         out.qa.append(ask("size", f"{size} cm", thing="enlarging lymph node"))

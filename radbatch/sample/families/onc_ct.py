@@ -108,11 +108,11 @@ def _fresh_state(d: Dictation) -> OncState:
 
 def _write_fresh(d: Dictation, out: Draft, s: OncState) -> None:
     loc = d.anat(s.lobe)
-    out.finding("Chest", d.say(_PRIMARY, size=str(s.size), loc=loc, obs=d.present("mass")))
+    out.findings.append(("Chest", d.say(_PRIMARY, size=str(s.size), loc=loc, obs=d.present("mass"))))
     for i, node in enumerate(s.nodes):
-        out.finding("Lymph nodes", _node_text(d, out, node, claim=i == len(s.nodes) - 1))
+        out.findings.append(("Lymph nodes", _node_text(d, out, node, claim=i == len(s.nodes) - 1)))
     for met in s.mets:
-        out.finding(sites.GROUP[met.site], sites.met_text(d, met, s.side))
+        out.findings.append((sites.GROUP[met.site], sites.met_text(d, met, s.side)))
     out.qa.append(ask("size", f"{s.size} cm", thing="mass"))
     out.qa.append(ask("location", s.lobe, thing="mass"))
 
@@ -130,14 +130,14 @@ def _write_common(d: Dictation, out: Draft, s: OncState) -> None:
     d.section = "findings"
     involved = [n for n in s.nodes if n.involved]
     if not involved:
-        out.finding("Lymph nodes", d.say(_N0, obs=d.absent("lymphadenopathy")))
+        out.findings.append(("Lymph nodes", d.say(_N0, obs=d.absent("lymphadenopathy"))))
         if d.random() < 0.4:
             station = d.anat(d.pick(("mediastinal", "hilar", "paratracheal")))
-            out.finding("Lymph nodes", d.say(_SUBCENTIMETER, station=station, obs=d.absent("enlarged")))
+            out.findings.append(("Lymph nodes", d.say(_SUBCENTIMETER, station=station, obs=d.absent("enlarged"))))
     if not s.mets:
-        out.finding("Abdomen and pelvis", d.say(_M0, obs=d.absent("metastatic disease")))
+        out.findings.append(("Abdomen and pelvis", d.say(_M0, obs=d.absent("metastatic disease"))))
     for group, text in sites.incidental(d, s.mets):
-        out.finding(group, text)
+        out.findings.append((group, text))
     _impression(d, out, s, involved)
     out.claims.append(Claim(f"a mass in the {s.lobe}", f"mass in the {s.lobe}", True))
     if not involved:
@@ -197,7 +197,7 @@ def _write_follow_up(d: Dictation, out: Draft, prior: OncState) -> OncState:
 
 def _change(d: Dictation, out: Draft, group: str, change: str, np: str, entity: str, tail: str) -> None:
     text, record = change_sentence(d, change, np, entity)
-    out.finding(group, text + tail)
+    out.findings.append((group, text + tail))
     out.changes.append(record)
     out.qa.append(ask("change", record["cue"], thing=entity))
     d.section = "impression"

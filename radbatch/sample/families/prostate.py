@@ -51,16 +51,16 @@ def draft(d: Dictation, patient, study, prior) -> Draft:
     out.indication = d.pick((f"elevated PSA ({psa} ng/mL)", f"rising PSA, {psa} ng/mL", "prior negative biopsy, persistent PSA elevation"))
     out.technique = "multiparametric MRI of the prostate at 3 T: T2-weighted, DWI/ADC and dynamic contrast-enhanced imaging"
     volume = d.randint(25, 90)
-    out.finding("Prostate", f"prostate volume {volume} mL; PSA density {round(psa / volume, 2)} ng/mL/cc")
+    out.findings.append(("Prostate", f"prostate volume {volume} mL; PSA density {round(psa / volume, 2)} ng/mL/cc"))
     cat = "1" if d.random() < 0.12 else _lesion(d, out)
     if cat == "1":
-        out.finding("Prostate", f"no focal suspicious {d.absent('lesion')} in the peripheral or transition zone")
+        out.findings.append(("Prostate", f"no focal suspicious {d.absent('lesion')} in the peripheral or transition zone"))
         out.claims.append(Claim("a suspicious lesion", "suspicious lesion", False))
     epe = cat == "5" and d.random() < 0.4
     if epe:
-        out.finding("Staging", f"focal {d.present('extraprostatic extension')} at the lesion")
+        out.findings.append(("Staging", f"focal {d.present('extraprostatic extension')} at the lesion"))
     else:
-        out.finding("Staging", f"no {d.absent('extraprostatic extension')}; seminal vesicles are unremarkable")
+        out.findings.append(("Staging", f"no {d.absent('extraprostatic extension')}; seminal vesicles are unremarkable"))
     out.claims.append(Claim("extraprostatic extension", "extraprostatic extension", epe))
     state_category(d, out, "PI-RADS", cat, _MEANING[cat])
     recommend(d, out, "routine clinical follow-up" if cat in ("1", "2") else "MRI-targeted biopsy")
@@ -82,7 +82,7 @@ def _lesion(d: Dictation, out: Draft) -> str:
     cat = pirads_category(zone, score, dce, other)
     signal = _DWI[score] if zone == "PZ" else f"{_T2[score]}; DWI score {other}"
     signal += "; DCE " + ("positive" if dce else "negative")
-    out.finding("Lesion", d.say(_LESION, size=str(size), obs=d.present("lesion"), loc=d.anat(loc), signal=signal))
+    out.findings.append(("Lesion", d.say(_LESION, size=str(size), obs=d.present("lesion"), loc=d.anat(loc), signal=signal)))
     out.claims.append(Claim("a lesion in the " + loc.split(" at ")[0], "lesion in the " + loc.split(" at ")[0], True))
     out.qa.append(ask("size", f"{size} cm", thing="lesion"))
     out.qa.append(ask("location", loc, thing="lesion"))
