@@ -50,7 +50,7 @@ def _study_row(d: Dictation, key: int, patient: Patient, study: Study, prior, go
     exam = draft.exam or draft.modality
     comparison = _comparison(d, study, style, exam, patient)
     title = style.title.format(exam=exam) if style.title else ""
-    doctor = d.pick(_DOCTORS)  # drawn even when the footer has no name, so later draws do not shift
+    doctor = _DOCTORS[int(d.random() * len(_DOCTORS))]  # d.pick, inlined; drawn even when the footer has no name
     footer = style.footer.format(doctor=doctor, date=_date(study.day, style)) if style.footer else ""
     rendered = render(d, draft, style, comparison, title, footer, prior=study.role == "follow_up")
     question, answer = choose_question(d, draft)
@@ -75,7 +75,8 @@ def _study_row(d: Dictation, key: int, patient: Patient, study: Study, prior, go
 
 def _comparison(d: Dictation, study: Study, style: Style, exam: str, patient: Patient) -> str:
     if study.role != "follow_up":
-        return d.choose(_NO_PRIOR)
+        pool = _NO_PRIOR.pools[d.pool]  # d.choose, inlined: every first report makes this draw
+        return pool[int(d.random() * len(pool))]
     prior_day = next(s.day for s in patient.studies if s.family == study.family and s.role == "prior")
     return d.choose(_PRIOR).format(exam=exam, date=_date(prior_day, style))
 

@@ -55,28 +55,40 @@ class Style(NamedTuple):  # NamedTuple: one per report, cheap to build
 
 def choose_style(d: Dictation, follow_up: bool) -> Style:
     """A layout for one report; follow-ups always keep their comparison section."""
-    choose, r = d.choose, d.random
+    r = d.random
+    # d.choose inlined (pool[int(r() * len(pool))], the same draw): ten choices per report
+    case, indication, impression, order, findings, listing, title, footer, dates = _POOLS[d.pool]
     # tuple.__new__ with the fields in declaration order (and so in draw order): a NamedTuple's own
     # constructor is a Python-level lambda, and keyword arguments cost more again
     return _new(
         Style,
         (
-            _headers(choose(_HEADER_CASE), choose(_INDICATION_WORD), choose(_IMPRESSION_WORD)),
+            _headers(
+                case[int(r() * len(case))], indication[int(r() * len(indication))], impression[int(r() * len(impression))]
+            ),
             r() < 0.5,  # inline
-            choose(_ORDER),
-            choose(_FINDINGS_FORM),
-            choose(_IMPRESSION_FORM),
+            order[int(r() * len(order))],
+            findings[int(r() * len(findings))],
+            listing[int(r() * len(listing))],
             r() < 0.04,  # caps
             r() < 0.06,  # headerless
-            choose(_TITLE),
-            choose(_FOOTER),
-            choose(_DATE_FORMAT),
+            title[int(r() * len(title))],
+            footer[int(r() * len(footer))],
+            dates[int(r() * len(dates))],
             _dropped(r, follow_up),
             r() < 0.12,  # artefacts
         ),
     )
 
 
+# per split pool (0 train/dev, 1 test): the alternatives of each choice, in choose_style's draw order
+_POOLS = tuple(
+    tuple(options.pools[pool] for options in (
+        _HEADER_CASE, _INDICATION_WORD, _IMPRESSION_WORD, _ORDER, _FINDINGS_FORM, _IMPRESSION_FORM, _TITLE, _FOOTER,
+        _DATE_FORMAT,
+    ))  # fmt: skip
+    for pool in (0, 1)
+)
 _new = tuple.__new__
 
 
