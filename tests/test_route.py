@@ -46,3 +46,45 @@ def test_route_on_a_constructed_dev_archive(tmp_path: Path):
     res = run_cli("annotate", src, "-o", tmp_path / "o.parquet", "--models-file", models, "--routing-file", routing,
                   "--tasks", "m_staging", "--limit", "8", "-q")
     assert res.returncode == 0, res.stderr
+
+
+def test_shipped_ensemble_adapters_are_for_the_embedded_base_and_routed():
+    """recipes/models.toml declares the embedded ensemble: at least two adapters, small, stamped with the
+    embedded model's sha256; a measured routing.toml sends every head to a configured model with its dev score."""
+    from radbatch.finetune_adapter import BASE_SHA_KEY, adapter_metadata
+    from radbatch.models import embedded_path, load_models, sha256_file
+    from radbatch.recipes import load_recipes
+    recipes = load_recipes()
+    models = load_models(REPO / "recipes" / "models.toml", set(recipes.profiles))
+    adapters = {name: spec.adapter for name, spec in models.items() if spec.adapter}
+    assert len(adapters) >= 2
+    base = sha256_file(str(embedded_path()))
+    for name, adapter in adapters.items():
+        assert models[name].path == "embedded"
+        meta = adapter_metadata(adapter)
+        assert meta["general.type"] == "adapter" and meta[BASE_SHA_KEY] == base, name
+        assert Path(adapter).stat().st_size < 4 * 2**20, name
+    routing = load_routing(REPO / "recipes" / "routing.toml", set(recipes.tasks), set(models))
+    if routing.status == "measured":
+        assert set(routing.routes.values()) <= set(adapters)
+        for task, score in routing.scores.items():
+            assert score["model"] == routing.routes[task] and score["n"] > 0
+
+
+def test_shipped_adapter_is_refused_on_another_base(tmp_path: Path):
+    """The embedded model with one byte more is another base: annotate stops before any work, exit 3."""
+    from radbatch.models import embedded_path
+    from radbatch.recipes import load_recipes
+    from radbatch.models import load_models
+    adapter = next(s.adapter for s in load_models(REPO / "recipes" / "models.toml",
+                                                  set(load_recipes().profiles)).values() if s.adapter)
+    other = tmp_path / "other-base.gguf"
+    other.write_bytes(embedded_path().read_bytes() + b"\0")
+    src = tmp_path / "in.parquet"
+    src.write_bytes((REPO / "sample_data" / "reports.parquet").read_bytes())
+    out = tmp_path / "o.parquet"
+    res = run_cli("annotate", src, "-o", out, "--model", other, "--adapter", adapter, "--tasks", "m_staging",
+                  "--limit", "2", "-q")
+    assert res.returncode == 3, res.stderr
+    assert f"adapter {Path(adapter).resolve()} was trained on embedded (SmolLM2-135M-Instruct.Q4_1.gguf)" in res.stderr
+    assert not out.exists()
