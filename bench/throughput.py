@@ -236,6 +236,10 @@ def main(argv=None) -> int:
     for key in ("a0", "a1", "b", "c"):
         if key in by:
             print(f"  d/{key:<3} {d.per_hour / by[key].per_hour:6.2f}   ({by[key].name})")
+    print("ratios of d' (the batched engine alone, no start-up or Parquet; a0, a1 and b also exclude start-up):")
+    for key in ("a0", "a1", "b", "c"):
+        if key in by:
+            print(f"  d'/{key:<3} {engine_res.per_hour / by[key].per_hour:6.2f}")
 
     batch = max(1, round(stats["gen_tokens"] / max(stats["steps"], 1)))
     pp_rate, tg_rate = floor_rates(tools, model_path, args.threads, batch)
