@@ -47,7 +47,7 @@ class AnnotateOptions:
     chexpert_numeric: bool = False
     quiet: bool = False
     unit_size: int = UNIT_SIZE
-    engine: str = "simple"              # simple | batched (engine.ENGINE_KINDS; same output, not in the run key)
+    engine: str = "batched"             # batched | simple (engine.ENGINE_KINDS; same output, not in the run key)
     executor: str = "local"             # local | ray (how units are computed; not part of the run key)
     ray_address: str | None = None      # --executor ray: cluster address (None: RAY_ADDRESS, else a local Ray)
 
@@ -174,23 +174,43 @@ def default_parallelism(workers: int | None, threads: int | None) -> tuple[int, 
     return max(1, cores // threads), threads
 
 
-def worker_memory(models) -> int:
-    """Bytes one worker needs: it maps every model it serves (ModelSpecs), plus a generous KV/compute allowance."""
+COMPUTE_ALLOWANCE = 256 * 2**20      # llama.cpp's compute buffers and the worker's Python
+KV_ALLOWANCE_PER_CELL = 64 * 1024  # when the GGUF header does not say (covers 3-4B models at f16)
+
+
+def kv_streams(engine: str) -> int:
+    """KV streams of context_size cells one engine instance allocates per model."""
+    if engine != "batched":
+        return 1
+    from .engine_batched import BatchSettings  # light: llama_cpp is imported inside the engine, not here
+    try:
+        settings = BatchSettings.from_extra({})
+    except ValueError as exc:  # a bad RADBATCH_BATCHED: say so before any worker starts
+        raise InputError(str(exc)) from None
+    return settings.n_parallel + settings.n_prefix
+
+
+def worker_memory(models, engine: str = "simple") -> int:
+    """Bytes one worker needs: it maps every model it serves (ModelSpecs) and allocates its KV cache."""
+    from .gguf_meta import kv_cell_bytes
     need = 0
     for m in models:
         size = Path(m.path).stat().st_size + (Path(m.adapter).stat().st_size if m.adapter else 0)
-        need += int(size * 1.1) + m.context_size * 64 * 1024
+        cell = kv_cell_bytes(m.path) or KV_ALLOWANCE_PER_CELL
+        need += int(size * 1.1) + kv_streams(engine) * m.context_size * cell + COMPUTE_ALLOWANCE
     return need
 
 
 def check_memory(plan: Plan, workers: int) -> None:
     """Each worker maps every model it serves; refuse before starting if that cannot fit."""
-    need = worker_memory(plan.models.values()) * workers
+    need = worker_memory(plan.models.values(), plan.opts.engine) * workers
     avail = _available_memory()
     if avail and need > avail:
+        hint = (" With --engine batched, each model holds n_parallel + n_prefix KV streams (RADBATCH_BATCHED="
+                "n_parallel=8 halves them) or use --engine simple." if plan.opts.engine == "batched" else "")
         raise EngineError(f"{workers} worker(s) x {len(plan.models)} model(s) need about {need / 2**30:.1f} GiB "
                           f"but {avail / 2**30:.1f} GiB is available. Use fewer --workers, route heads to fewer "
-                          "models, or a smaller quantization.")
+                          f"models, or a smaller quantization.{hint}")
 
 
 def _available_memory() -> int | None:
