@@ -64,9 +64,9 @@ def engine_options(fn):
         click.option("--models-file", type=click.Path(dir_okay=False), help="Models file (default recipes/models.toml)."),
         click.option("--routing-file", type=click.Path(dir_okay=False), help="Routing file (default recipes/routing.toml)."),
         click.option("--adapter", type=click.Path(dir_okay=False), help="LoRA adapter GGUF for the routed model(s)."),
-        click.option("--engine", type=click.Choice(["batched", "simple"]), default="simple", show_default=True,
-                     help="batched: shared report prefixes prefilled once, many heads decoded together, same "
-                          "output; simple: one head at a time (the reference)."),
+        click.option("--engine", type=click.Choice(["batched", "simple"]), default="batched", show_default=True,
+                     help="batched: shared report prefixes prefilled once, many heads decoded together "
+                          "(docs/performance.md); simple: one head at a time, the reference and fallback."),
     ]
     for opt in reversed(opts):
         fn = opt(fn)
