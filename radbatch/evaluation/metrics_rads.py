@@ -1,9 +1,9 @@
 """RADS assignment: accuracy overall and per system, validity, and error severity on the recipe's scales.
 
 A label is a (system, category) pair from the recipe's systems table, or "none" (no applicable RADS).
-Predictions: status ok with system and category both null is "none" (that is how the parser writes it).
-Gold: both null means unlabelled, so gold "none" is written as system "none" or the recipe's none text
-(any case) with a null category.
+"None" is system "none" (or the recipe's none text, any case) with a null category, in predictions (that is how
+the parser writes `No applicable RADS`) and in gold (where both null means unlabelled). A prediction with status
+ok and both null (radbatch before system "none" existed) also counts as "none".
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class RadsCodes:
         self._none_words = {NONE, spec.rads_none_text.lower()}
 
     def code(self, system, category, gold: bool) -> int:
-        if gold and isinstance(system, str) and system.strip().lower() in self._none_words and not category:
+        if isinstance(system, str) and system.strip().lower() in self._none_words and not category:
             return 0
         if not gold and system is None and category is None:
             return 0

@@ -77,7 +77,7 @@ def predict(task: str, gold: dict, quality: float, rng: random.Random) -> dict:
     """Gold with probability `quality`, else a plausible wrong answer."""
     other = dict(gold) if rng.random() < quality else _different(task, gold, rng)
     if task == "rads_assignment" and other["system"] == "none":
-        return {"system": None, "category": None}  # how the parser writes `No applicable RADS`
+        return {"system": "none", "category": None}  # how the parser writes `No applicable RADS`
     if other == gold:
         return other
     if task in ("impression_generation", "radiology_qa"):
