@@ -37,15 +37,15 @@ def rads(system, category):
     return {"system": system, "category": category}
 
 
-RADS_CASES = [  # (gold, prediction, status); prediction None,None = "No applicable RADS"
+RADS_CASES = [  # (gold, prediction, status); prediction ("none", None) = "No applicable RADS", as the parser writes it
     (rads("BI-RADS", "4"), rads("BI-RADS", "4"), "ok"),          # correct
     (rads("BI-RADS", "2"), rads("BI-RADS", "4"), "ok"),          # overcall: 4 above 2 on the BI-RADS scale
     (rads("BI-RADS", "5"), rads("BI-RADS", "3"), "ok"),          # undercall
     (rads("LI-RADS", "LR-3"), rads("TI-RADS", "TR3"), "ok"),     # other: wrong system
-    (rads("none", None), rads(None, None), "ok"),                # correct: none = none
+    (rads("none", None), rads("none", None), "ok"),              # correct: none = none
     (rads("BI-RADS", "4"), None, "error"),                       # other: no output
     (rads("Lung-RADS", "2"), rads("Lung-RADS", "7"), "ok"),      # other: not a Lung-RADS category (invalid)
-    (rads("PI-RADS", "3"), rads(None, None), "ok"),              # other: none vs some
+    (rads("PI-RADS", "3"), rads("none", None), "ok"),            # other: none vs some
 ]
 
 
@@ -71,7 +71,7 @@ def test_rads_hand_computed(tmp_path):
 def test_rads_perfect_and_gold_spellings(tmp_path):
     # Gold "none" may be written as the recipe's none text in any case; categories match ignoring case.
     golds = [rads("No applicable RADS", None), rads("ni-rads", "2A"), rads("Lung-RADS", "4X")]
-    preds = [rads(None, None), rads("NI-RADS", "2a"), rads("Lung-RADS", "4X")]
+    preds = [rads(None, None), rads("NI-RADS", "2a"), rads("Lung-RADS", "4X")]   # both null: older "none"
     v = values(score(tmp_path, "rads_assignment", [row(i, "rads_assignment", p, g) for i, (g, p) in enumerate(zip(golds, preds))]))
     assert v["accuracy"] == v["validity"] == v["system_accuracy"] == 1.0
     assert v["overcall_rate"] == v["undercall_rate"] == v["other_error_rate"] == 0.0
