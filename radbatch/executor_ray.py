@@ -1,13 +1,17 @@
-"""`--executor ray`: the worker pool as Ray actors, on this machine or across a Ray cluster.
+"""`--executor ray`: the annotate job as a Ray Data pipeline, on this machine or across a Ray cluster.
 
-Only the model work moves. The driver still reads the archive, cuts work units, assembles rows and writes
-parts through the same RunStore, so the output, the run key and resume are those of the local executor. Each
-actor builds its engines once from the WorkerSpec and runs whole units with `engine.run_unit`, exactly like a
-local worker process; `RayPool` has `Pool`'s interface (start / run / close) and its failure rules: an actor
-that dies on a unit is replaced and the unit retried up to `max_attempts` times, a load failure is fatal.
+    read (UnitDatasource: pending work units, pyarrow, from the file system every node sees)
+      -> repartition(target_num_rows_per_block=1)   streaming: one work unit per block, so every actor gets work
+      -> map_batches(UnitAnnotator, actor pool)      engines built once per actor; rows.prepare/run_unit/assemble
+      -> the driver writes each unit's part table through the local executor's RunStore, then the same finalize
 
-So only the models must be on every node, at the driver's paths; that is checked on each node before any
-work starts. Ray is imported lazily: the core install and `import radbatch.cli` never import it.
+A dataset row is a whole work unit of the local executor (ray_data.py), so units are never cut, and the output
+(rows, columns, types, annotations, per-row errors and statuses, metadata), the run key and resume are those of
+the local executor. Ray Data does not keep order; finalize sorts by row identity as it does for local runs.
+
+Every node that runs annotators or read tasks must see the archive and the models at the driver's paths; that
+is checked on each node before any work starts. Ray is imported lazily: the core install and `import
+radbatch.cli` never import it.
 """
 
 from __future__ import annotations
@@ -16,23 +20,26 @@ import os
 import secrets
 import socket
 import sys
-from collections import deque
-from dataclasses import dataclass, replace
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Iterator
 
 from . import __version__
-from .engine import WorkerSpec
 from .errors import EngineError, InputError
 from .models import sha256_file
 from .plan import worker_memory
-from .pool import MAX_FAILED_UNITS_IN_A_ROW, UnitOutcome
 
 # Each actor reserves this share of the CPUs it uses, so the actors of a node reserve at most half of it:
 # actors that reserve whole CPUs leave none for any other Ray task on a small node (a Ray Data read task needs
 # one), and whatever waits for it waits forever. llama.cpp still runs `threads` threads.
 CPU_SHARE = 0.5
-START_TIMEOUT_S = 600.0   # loading the models, and waiting for a node's CPUs to become free
+START_TIMEOUT_S = 600     # placing the annotators and loading their models
+# Ray's own tasks (reads, the streaming repartition) take a whole CPU each; at least one node keeps one free.
+TASK_CPUS = 1.0
+# A unit whose annotator dies (SIGKILL, OOM, a crash inside llama.cpp) is retried on a restarted annotator;
+# after this many tries the run stops (parts written are kept; the same command resumes).
+MAX_ATTEMPTS = 3
 CHECK_TIMEOUT_S = 600.0   # the first check on a node hashes each model there (cached after)
 
 
@@ -67,10 +74,11 @@ def layout(nodes: list[dict], workers: int | None, threads: int | None) -> list[
     return out
 
 
-def node_report(files: list[tuple[str, str, int, str]], memory_per_actor: int, actors: int) -> dict:
+def node_report(files: list[tuple[str, str, int, str | None]], memory_per_actor: int, actors: int) -> dict:
     """Runs on one node (a tiny Ray task): what this node lacks to run the annotators. files: (what, path,
-    size, sha256) as on the driver; a copy with other bytes would silently change the annotations (sha256 is
-    cached per node by path, size and mtime, so a model is hashed once per node)."""
+    size, sha256 or None) as on the driver; a model copy with other bytes would silently change the annotations
+    (sha256 is cached per node by path, size and mtime, so a model is hashed once per node). Input files are
+    checked by size only (hashing the archive on every node would read it once more per node)."""
     import importlib.util
     from .models import sha256_file
     from .plan import _available_memory
@@ -86,7 +94,7 @@ def node_report(files: list[tuple[str, str, int, str]], memory_per_actor: int, a
                 problems.append(f"{what} file {path} has {here} bytes here, {size} on the driver "
                                 "(a partial or different copy)")
                 continue
-            here_sha = sha256_file(path)
+            here_sha = sha256_file(path) if sha else None
             if here_sha != sha:
                 problems.append(f"{what} file {path} differs from the driver's (sha256 {here_sha[:12]}... here, "
                                 f"{sha[:12]}... on the driver)")
@@ -103,7 +111,8 @@ def node_report(files: list[tuple[str, str, int, str]], memory_per_actor: int, a
 
 
 def check_nodes(ray, slots: list[NodeSlots], files: list[tuple[str, str, int, str]], memory_per_actor: int) -> None:
-    """Run `node_report` once on every node that will run annotators; one EngineError lists every problem."""
+    """Run `node_report` once on every node that will run annotators or read tasks; one EngineError lists every
+    problem."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
     remote = ray.remote(num_cpus=0, max_retries=0)(node_report)
     refs = {remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(s.node_id, soft=False))
@@ -127,7 +136,7 @@ def check_nodes(ray, slots: list[NodeSlots], files: list[tuple[str, str, int, st
         problems += [f"{where}: {p}" for p in report["problems"]]
     if problems:
         raise EngineError("a Ray node cannot run the annotators:\n" + "\n".join(f"  - {p}" for p in problems) +
-                          "\nEvery node needs the GGUF and adapter files at the driver's paths (a shared file "
+                          "\nEvery node needs the input archive and the GGUF and adapter files at the driver's paths (a shared file "
                           "system, or a copy staged there before the run) and the same radbatch install.")
 
 
@@ -135,36 +144,6 @@ def _gist(exc: BaseException) -> str:
     """The last line of an exception's text: Ray puts the remote traceback first and the error last."""
     lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
     return (lines[-1] if lines else type(exc).__name__)[:300]
-
-
-class Annotator:
-    """A Ray actor: a local worker process's life (engines built once, whole units in, completions out)."""
-
-    def __init__(self, spec: WorkerSpec, needed: set[str]):
-        from .engine import build_engines
-        self.engines, self.error = None, ""
-        try:
-            self.engines = build_engines(spec, needed)
-        except Exception as exc:  # reported by ready(); never the traceback of a report
-            self.error = f"{type(exc).__name__}: {exc}"
-
-    def ready(self) -> tuple[str, int]:
-        return self.error, os.getpid()
-
-    def run(self, requests: list) -> tuple[str, Any]:
-        from .engine import run_unit
-        try:
-            return "done", run_unit(self.engines, requests)
-        except Exception as exc:
-            return "unit_error", f"{type(exc).__name__}: {exc}"
-
-
-@dataclass
-class _Slot:
-    node: NodeSlots
-    actor: Any = None
-    item: tuple | None = None     # (unit_id, unit, requests) in flight
-    ref: Any = None
 
 
 def connect(address: str | None):
@@ -216,151 +195,131 @@ def _check_reachable(address: str | None) -> None:
                           "RAY_ADDRESS.") from None
 
 
-class RayPool:
-    """`Pool`'s interface over Ray actors: `workers` actors of `threads` threads on every node with CPUs."""
 
-    def __init__(self, spec: WorkerSpec, needed: set[str], workers: int | None = None,
-                 threads: int | None = None, address: str | None = None, quiet: bool = False,
-                 max_attempts: int = 3):
-        self.spec, self.needed, self.workers, self.threads = spec, needed, workers, threads
-        self.address, self.quiet, self.max_attempts = address, quiet, max_attempts
-        self.ray = None
-        self._actor_class = None
-        self._failed_in_a_row = 0
-        self.slots: list[_Slot] = []
 
-    # -- start -----------------------------------------------------------------------------------------
-    def start(self) -> None:
-        """Connect, check every node, start the actors and wait until each has loaded its models."""
-        self.ray = connect(self.address)
-        nodes = layout(self.ray.nodes(), self.workers, self.threads)
-        if not nodes:
-            raise EngineError("the Ray cluster has no alive node with CPUs to run annotators on")
-        models = [self.spec.models[n] for n in sorted(self.needed)]
-        named = [(f"model {m.name!r}", m.path) for m in models]
-        named += [(f"adapter of model {m.name!r}", m.adapter) for m in models if m.adapter]
-        files = [(what, path, Path(path).stat().st_size, sha256_file(path)) for what, path in named]
-        check_nodes(self.ray, nodes, files, worker_memory(models))
-        self.slots = [_Slot(n) for n in nodes for _ in range(n.workers)]
-        self._say(f"ray: {len(nodes)} node(s), {len(self.slots)} annotator(s): " +
-                  ", ".join(n.describe() for n in nodes))
-        for slot in self.slots:
-            self._spawn(slot)
-        self._await_ready(self.slots)
+# -- the run ---------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class UnitRef:
+    """A work unit to read: (file, first row, rows) as the local executor cuts it, and its rows' priors."""
 
-    def _spawn(self, slot: _Slot) -> None:
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-        n = slot.node
-        if self._actor_class is None:
-            self._actor_class = self.ray.remote(Annotator)
-        actor = self._actor_class.options(
-            num_cpus=n.actor_cpus, max_restarts=0, max_task_retries=0, max_concurrency=1,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(n.node_id, soft=False),
-            runtime_env={"env_vars": {"OMP_NUM_THREADS": str(n.threads)}})
-        slot.actor = actor.remote(replace(self.spec, threads=n.threads), self.needed)
+    file_index: int
+    start: int
+    rows: int
+    priors: dict  # row number -> prior report text (temporal head), only this unit's rows
 
-    def _await_ready(self, slots: list[_Slot]) -> None:
-        refs = {s.actor.ready.remote(): s for s in slots}
-        ready, _ = self.ray.wait(list(refs), num_returns=len(refs), timeout=START_TIMEOUT_S)
-        for ref, s in refs.items():
-            where = f"Ray node {s.node.ip} (node id {s.node.node_id})"
-            if ref not in ready:
-                raise EngineError(f"an annotator on {where} did not start within {START_TIMEOUT_S:.0f} s: it "
-                                  f"reserves {s.node.actor_cpus} CPU(s), which the node may not have free (other "
-                                  "Ray work?), or loading the model(s) is that slow. Use fewer --workers.")
-            try:
-                error, _pid = self.ray.get(ref)
-            except Exception as exc:
-                raise EngineError(f"an annotator on {where} died while loading its model(s): {_gist(exc)}. "
-                                  "The GGUF or adapter file may be corrupt or truncated there, or memory ran "
-                                  "out.") from None
-            if error:
-                raise EngineError(f"an annotator on {where} could not load its model(s): {error}")
+    @property
+    def unit_id(self) -> str:
+        return f"{self.file_index}:{self.start}"
 
-    # -- run -------------------------------------------------------------------------------------------
-    def run(self, units: Iterable[tuple[str, Any, list]]) -> Iterator[UnitOutcome]:
-        """units: (unit_id, unit, requests). Yields outcomes as units finish (not in input order)."""
-        source, pending, attempts = iter(units), deque(), {}
-        self._failed_in_a_row = 0
-        while True:
-            for slot in self.slots:
-                if slot.item is None and (item := pending.popleft() if pending else next(source, None)):
-                    slot.item, slot.ref = item, slot.actor.run.remote(item[2])
-            busy = {s.ref: s for s in self.slots if s.item is not None}
-            if not busy:
-                return
-            ready, _ = self.ray.wait(list(busy), num_returns=1)
-            for ref in ready:
-                outcome = self._collect(busy[ref], attempts, pending)
-                if outcome is not None:
-                    yield outcome
 
-    def _collect(self, slot: _Slot, attempts: dict, pending: deque) -> UnitOutcome | None:
-        from ray.exceptions import RayActorError
-        unit_id, unit, requests = slot.item
-        ref, slot.item, slot.ref = slot.ref, None, None
-        try:
-            kind, value = self.ray.get(ref)
-        except RayActorError as exc:
-            reason = _gist(exc).split(" Some common causes")[0]
-        except Exception as exc:  # the call itself failed (serialization, ...): this unit's problem
-            return UnitOutcome(unit, None, f"engine error: {_gist(exc)}")
-        else:
-            if kind == "done":
-                self._failed_in_a_row = 0
-                return UnitOutcome(unit, value)
-            return UnitOutcome(unit, None, f"engine error: {value}")
-        # The actor (or its node) died holding this unit: replace it, retry the unit a bounded number of times.
-        attempts[unit_id] = attempts.get(unit_id, 0) + 1
-        self._say(f"ray: an annotator died on {slot.node.ip} (unit {unit_id}, attempt {attempts[unit_id]}): "
-                  f"{reason}; replaced it")
-        self._replace(slot)
-        if attempts[unit_id] < self.max_attempts:
-            pending.append((unit_id, unit, requests))
-            return None
-        self._failed_in_a_row += 1
-        if self._failed_in_a_row >= MAX_FAILED_UNITS_IN_A_ROW:  # as in Pool: a broken model, not bad reports
-            raise EngineError(f"annotators died on {self._failed_in_a_row} units in a row, {self.max_attempts} tries "
-                              f"each ({reason}): the model, adapter or engine is broken, not the reports. Parts "
-                              "already written are kept; fix the cause and rerun the same command to resume.")
-        return UnitOutcome(unit, None, f"annotator died on this unit {attempts[unit_id]} times ({reason})")
+def unit_refs(plan, done: dict, summary, progress, priors_path) -> list:
+    """The local executor's work units (file, first row, rows) from the files' row counts, cut by --limit as
+    `pipeline._units` cuts them; units already in parts count as done. CSV files, whose row count is not in
+    their metadata, are counted with one streaming pass here."""
+    from .archive import iter_batches
+    from .priors import PriorCursor
+    o = plan.opts
+    remaining, pending, priors = o.limit, [], PriorCursor(priors_path)
+    for f in plan.files:
+        rows = f.rows
+        if rows is None:
+            rows = sum(b.num_rows for b in iter_batches(f, o.encoding, o.columns.text_columns()))
+        if remaining is not None:
+            rows = min(rows, remaining)
+            remaining -= rows
+        for start in range(0, rows, o.unit_size):
+            n = min(o.unit_size, rows - start)
+            summary.rows += n
+            if f"{f.index}:{start}" in done:
+                progress.update(n)
+                continue
+            pending.append(UnitRef(f.index, start, n, priors.take(f.index, start, n)))
+    return pending
 
-    def _replace(self, slot: _Slot) -> None:
-        """A fresh actor on the same node. A slot whose node is gone (now, or while its new actor starts) is
-        dropped; the run goes on while any annotator is left."""
-        try:
-            self.ray.kill(slot.actor)
-        except Exception:
-            pass
-        if self._node_alive(slot.node):
-            self._spawn(slot)
-            try:
-                self._await_ready([slot])
-                return
-            except EngineError:
-                if self._node_alive(slot.node):
-                    raise  # the node is there but a fresh annotator cannot load: fatal, as at start
-        self.slots.remove(slot)
-        self._say(f"ray: node {slot.node.ip} ({slot.node.node_id}) is gone; {len(self.slots)} annotator(s) left")
-        if not self.slots:
-            raise EngineError("every Ray node that ran annotators is gone. Rerun the same command to resume.")
 
-    def _node_alive(self, node: NodeSlots) -> bool:
-        return any(n["NodeID"] == node.node_id and n.get("Alive") for n in self.ray.nodes())
+def reservation(slots: list[NodeSlots]) -> float:
+    """CPUs each annotator reserves: the smallest per-node share, lowered where needed so that at least one node
+    keeps TASK_CPUS free for Ray Data's read and repartition tasks (else they wait forever)."""
+    share = min(s.actor_cpus for s in slots)
+    if any(s.cpus - s.workers * share >= TASK_CPUS for s in slots):
+        return share
+    room = max((s.cpus - TASK_CPUS) / s.workers for s in slots)
+    if room <= 0:
+        raise EngineError("no Ray node has more than one CPU: Ray Data needs one CPU free for its read tasks "
+                          "besides the annotators. Add a node with 2 or more CPUs.")
+    return round(room, 4)
 
-    # -- close -----------------------------------------------------------------------------------------
-    def close(self) -> None:
-        if self.ray is None:
-            return
-        for slot in self.slots:
-            try:
-                self.ray.kill(slot.actor)
-            except Exception:
-                pass
-        self.slots = []
-        self.ray.shutdown()  # disconnects; stops the Ray this run started, never a cluster's
-        self.ray = None
 
-    def _say(self, message: str) -> None:
-        if not self.quiet:
-            print(message, file=sys.stderr, flush=True)
+def run_units(plan, done: dict, summary, progress, priors_path) -> Iterator[tuple[int, str, object]]:
+    """(file index, unit id, part table) for every pending unit, as units finish (not in input order)."""
+    units = unit_refs(plan, done, summary, progress, priors_path)
+    if not units:
+        return
+    o = plan.opts
+    ray = connect(o.ray_address)
+    try:
+        yield from _run(ray, plan, units)
+    finally:
+        ray.shutdown()  # disconnects; stops the Ray this run started, never a cluster's
+
+
+def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
+    from ray.data import ActorPoolStrategy, DataContext
+    from .engine import WorkerSpec
+    from .ray_data import UnitAnnotator, UnitDatasource, UnitJob, from_ipc
+    o = plan.opts
+    slots = layout(ray.nodes(), o.workers, o.threads)
+    if not slots:
+        raise EngineError("the Ray cluster has no alive node with CPUs to run annotators on")
+    models = [plan.models[n] for n in sorted(plan.models)]
+    named = [(f"model {m.name!r}", m.path) for m in models]
+    named += [(f"adapter of model {m.name!r}", m.adapter) for m in models if m.adapter]
+    files = [(what, path, Path(path).stat().st_size, sha256_file(path)) for what, path in named]
+    wanted = {u.file_index for u in units}
+    files += [("input", os.path.abspath(f.path), f.size, None) for f in plan.files if f.index in wanted]
+    check_nodes(ray, slots, files, worker_memory(models, o.engine) if models else 0)
+
+    threads = o.threads or min(s.threads for s in slots)
+    actors, cpus = sum(s.workers for s in slots), reservation(slots)
+    spec = WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads, engine=o.engine)
+    job = UnitJob(o.columns, plan.heads, plan.head_models, plan.recipes.profiles, plan.keep, o.chexpert_numeric)
+    import logging
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no execution plans and stats on the console
+    ctx = DataContext.get_current()
+    ctx.enable_progress_bars = False            # radbatch's own progress bar counts rows
+    ctx.print_on_execution_start = False
+    ctx.max_errored_blocks = 0                  # a unit that cannot be annotated stops the run (resumable)
+    # Work starts once every annotator has loaded its models (so all get work), or fails after START_TIMEOUT_S
+    # when the cluster cannot place them, instead of waiting forever.
+    ctx.wait_for_min_actors_s = START_TIMEOUT_S
+    source = UnitDatasource(plan.files, units, o.encoding, o.columns.text_columns(), o.unit_size)
+    ds = (ray.data.read_datasource(source, override_num_blocks=max(1, actors) * 2)
+          .repartition(target_num_rows_per_block=1)
+          .map_batches(UnitAnnotator, fn_constructor_args=(spec, set(plan.models), job), batch_size=1,
+                       batch_format="pyarrow", zero_copy_batch=True,
+                       compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
+                       num_cpus=cpus, scheduling_strategy="SPREAD", max_restarts=-1,
+                       max_task_retries=MAX_ATTEMPTS - 1,
+                       runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}}))
+    _say(o.quiet, f"ray: {len(slots)} node(s), {actors} annotator(s) of {threads} thread(s), {cpus} CPU reserved "
+                  f"each; {len(units)} unit(s) to annotate: " + ", ".join(s.describe() for s in slots))
+    per_annotator: Counter = Counter()
+    try:
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
+            for row in batch.to_pylist():
+                per_annotator[row["annotator"]] += 1
+                yield row["file_index"], row["unit"], from_ipc(row["part"])
+    except (KeyboardInterrupt, GeneratorExit):
+        raise
+    except Exception as exc:
+        if isinstance(exc, (EngineError, InputError)) or type(exc).__module__.startswith("radbatch"):
+            raise
+        raise EngineError(f"the Ray pipeline failed: {_gist(exc)}. Parts already written are kept; fix the "
+                          "cause and rerun the same command to resume.") from None
+    _say(o.quiet, f"ray: units per annotator: " +
+         ", ".join(f"{name}: {n}" for name, n in sorted(per_annotator.items())))
+
+
+def _say(quiet: bool, message: str) -> None:
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)

@@ -112,11 +112,17 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
     return summary
 
 
-def _units(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progress) -> Iterator[UnitWork]:
+def _priors(plan: Plan, store: RunStore):
+    """The prior-reports file for the temporal head (built once in the work directory), or None."""
     o = plan.opts
     wants_priors = any(h.recipe.id == "temporal_comparison" for h in plan.heads) and o.columns.patient \
         and o.columns.date
-    priors_path = build_priors(plan.files, o.columns, o.encoding, store.work, o.limit) if wants_priors else None
+    return build_priors(plan.files, o.columns, o.encoding, store.work, o.limit) if wants_priors else None
+
+
+def _units(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progress) -> Iterator[UnitWork]:
+    o = plan.opts
+    priors_path = _priors(plan, store)
     remaining = o.limit
     profiles = plan.recipes.profiles
     priors = PriorCursor(priors_path)
@@ -143,22 +149,14 @@ def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: R
         total = min(total, plan.opts.limit)
     progress = tqdm(total=total, unit="rows", disable=plan.opts.quiet, smoothing=0.1, dynamic_ncols=True)
     writer = _PartWriter(store)
-    pool = None
+    if plan.opts.executor == "ray":  # the same units, read, annotated and assembled in a Ray Data pipeline
+        from .executor_ray import run_units
+        parts = run_units(plan, done, summary, progress, _priors(plan, store))
+    else:
+        parts = _local_parts(plan, store, done, summary, progress, threads, workers)
     try:
-        units = _units(plan, store, done, summary, progress)
-        if plan.heads:
-            spec = WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads,
-                              engine=plan.opts.engine)
-            pool = _pool(plan.opts, spec, workers)
-            pool.start()
-            outcomes = ((o.unit, o.completions, o.failure)
-                        for o in pool.run((w.unit_id, w, w.requests) for w in units))
-        else:
-            outcomes = ((w, [], "") for w in units)
-        for work, completions, failure in outcomes:
-            table = assemble(work, plan.heads, completions, failure, plan.keep, plan.head_models,
-                             plan.opts.chexpert_numeric)
-            writer.add(work, table)
+        for file_index, unit_id, table in parts:
+            writer.add(file_index, unit_id, table)
             summary.computed_rows += table.num_rows
             progress.update(table.num_rows)
         writer.flush_all()
@@ -167,17 +165,31 @@ def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: R
         raise Interrupted(summary.computed_rows, str(store.work)) from None
     finally:
         progress.close()
+        parts.close()  # stops the worker pool or the Ray pipeline
+
+
+def _local_parts(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progress, threads: int,
+                 workers: int) -> Iterator[tuple[int, str, object]]:
+    """(file index, unit id, part table) per unit, from local worker processes."""
+    from .pool import Pool
+    pool = None
+    try:
+        units = _units(plan, store, done, summary, progress)
+        if plan.heads:
+            spec = WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads,
+                              engine=plan.opts.engine)
+            pool = Pool(spec, workers, set(spec.models))
+            pool.start()
+            outcomes = ((o.unit, o.completions, o.failure)
+                        for o in pool.run((w.unit_id, w, w.requests) for w in units))
+        else:
+            outcomes = ((w, [], "") for w in units)
+        for work, completions, failure in outcomes:
+            yield work.file_index, work.unit_id, assemble(work, plan.heads, completions, failure, plan.keep,
+                                                          plan.head_models, plan.opts.chexpert_numeric)
+    finally:
         if pool is not None:
             pool.close()
-
-
-def _pool(opts: AnnotateOptions, spec: WorkerSpec, workers: int):
-    """The executor: local worker processes, or Ray actors (--workers/--threads per node) on a cluster."""
-    if opts.executor == "ray":
-        from .executor_ray import RayPool
-        return RayPool(spec, set(spec.models), opts.workers, opts.threads, opts.ray_address, opts.quiet)
-    from .pool import Pool
-    return Pool(spec, workers, set(spec.models))
 
 
 class _PartWriter:
@@ -186,12 +198,12 @@ class _PartWriter:
     def __init__(self, store: RunStore):
         self.store, self.buf, self.last = store, {}, time.monotonic()
 
-    def add(self, work: UnitWork, table) -> None:
-        tables, ids = self.buf.setdefault(work.file_index, ([], []))
+    def add(self, file_index: int, unit_id: str, table) -> None:
+        tables, ids = self.buf.setdefault(file_index, ([], []))
         tables.append(table)
-        ids.append(work.unit_id)
+        ids.append(unit_id)
         if sum(t.num_rows for t in tables) >= PART_ROWS or time.monotonic() - self.last > PART_SECONDS:
-            self.flush(work.file_index)
+            self.flush(file_index)
 
     def flush(self, file_index: int) -> None:
         import pyarrow as pa

@@ -1,4 +1,4 @@
-"""`--executor ray` on a real two-node Ray cluster on this machine, against the local executor.
+"""`--executor ray` (a Ray Data pipeline) on a real two-node Ray cluster on this machine, against the local executor.
 
 The cluster is two `ray start --block` processes (a head with 2 CPUs, a node with 1) in their own temp dir;
 teardown kills exactly the process trees this module started, even when a test fails. Usage statistics are
@@ -22,18 +22,20 @@ import time
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 from conftest import REPORTS, write_reports
 
 from radbatch.cli import cli
-from radbatch.executor_ray import CPU_SHARE, layout
+from radbatch.executor_ray import CPU_SHARE, TASK_CPUS, layout, reservation
 from radbatch.output import read_provenance
 
 pytest.importorskip("ray")
 
 BIN = Path(sys.executable).parent
 TASKS = "m_staging,rads_assignment"
+ROWS = 28
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
        "PYTHONUNBUFFERED": "1"}
 ENV.pop("RAY_ADDRESS", None)
@@ -104,7 +106,7 @@ class Cluster:
 
     def actor_pids(self) -> list[int]:
         return [p for p in _tree([p.pid for p in self.procs])
-                if Path(f"/proc/{p}/cmdline").exists() and b"Annotator" in Path(f"/proc/{p}/cmdline").read_bytes()]
+                if Path(f"/proc/{p}/cmdline").exists() and b"UnitAnnotator" in Path(f"/proc/{p}/cmdline").read_bytes()]
 
     def stop(self) -> None:
         _kill(_tree([p.pid for p in self.procs]))  # Ray's workers exit when their raylet is gone
@@ -127,9 +129,12 @@ def cluster():
 # -- runs -------------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def archive(tmp_path_factory) -> Path:
-    texts = [REPORTS[i % len(REPORTS)] for i in range(20)]
+    """One Parquet file of one row group (one Ray block unless radbatch splits it): 4 work units of 8 rows."""
+    texts = [REPORTS[i % len(REPORTS)] for i in range(ROWS)]
     texts[5] = "   "   # an empty_text row keeps its status on every executor
-    return write_reports(tmp_path_factory.mktemp("ray_archive") / "a.parquet", texts=texts)
+    path = write_reports(tmp_path_factory.mktemp("ray_archive") / "a.parquet", texts=texts)
+    assert pq.ParquetFile(path).metadata.num_row_groups == 1
+    return path
 
 
 def _cmd(archive: Path, out: Path, *extra: str) -> list[str]:
@@ -156,16 +161,26 @@ def _same_table(a: Path, b: Path) -> None:
     assert read_provenance(a)["run_key"] == read_provenance(b)["run_key"]
 
 
+def _per_annotator(stderr: str) -> dict[str, int]:
+    line = re.search(r"ray: units per annotator: (.*)", stderr).group(1)
+    return {name: int(n) for name, n in (item.rsplit(": ", 1) for item in line.split(", "))}
+
+
 def test_ray_cluster_output_equals_local(cluster, archive, local_output, tmp_path):
     out = tmp_path / "ray.parquet"
     r = _run(_cmd(archive, out, "--executor", "ray", "--ray-address", cluster.address))
     assert r.returncode == 0, r.stderr
-    layout_line = re.search(r"ray: .*", r.stderr).group(0)  # printed between progress bar updates
-    assert re.fullmatch(r"ray: 2 node\(s\), 2 annotator\(s\): \S+ 1 x 1 thread\(s\), \S+ 1 x 1 thread\(s\)",
-                        layout_line), layout_line
+    layout_line = re.search(r"ray: \d+ node.*", r.stderr).group(0)  # printed between progress bar updates
+    assert re.fullmatch(r"ray: 2 node\(s\), 2 annotator\(s\) of 1 thread\(s\), 0\.5 CPU reserved each; 4 unit\(s\) "
+                        r"to annotate: \S+ 1 x 1 thread\(s\), \S+ 1 x 1 thread\(s\)", layout_line), layout_line
+    # The one-row-group file was split into one block per unit, and both annotators (one per node) got work.
+    counts = _per_annotator(r.stderr)
+    assert len(counts) == 2 and sum(counts.values()) == 4 and min(counts.values()) >= 1, counts
+    assert len({name.split("/")[0] for name in counts}) == 2, counts
     _same_table(local_output, out)
     df = pl.read_parquet(out)
-    assert df.height == 20 and df["status"].value_counts().sort("status").rows() == [("empty_text", 1), ("ok", 19)]
+    assert df.height == ROWS
+    assert df["status"].value_counts().sort("status").rows() == [("empty_text", 1), ("ok", ROWS - 1)]
     assert set(df["m_staging__stage"].drop_nulls()) <= {"M0", "M1"}
     assert read_provenance(out)["options"]["executor"] == "ray"
     assert read_provenance(local_output)["options"]["executor"] == "local"
@@ -192,7 +207,7 @@ def test_ray_run_killed_midway_resumes_to_the_same_output(cluster, archive, loca
     r = _run(args, RADBATCH_PART_ROWS="8")
     assert r.returncode == 0, r.stderr
     computed = int(r.stdout.split("(")[1].split()[0])
-    assert 0 < computed < 20          # the saved units were not recomputed
+    assert 0 < computed < ROWS        # the saved units were not recomputed
     _same_table(local_output, out)    # and nothing is missing or duplicated
 
 
@@ -214,8 +229,7 @@ def test_ray_annotator_killed_midway_is_replaced(cluster, archive, local_output,
     finally:
         proc.kill()
     assert proc.returncode == 0, stderr
-    assert "annotator died" in stderr and "replaced it" in stderr
-    _same_table(local_output, out)  # the lost unit was retried on a fresh annotator
+    _same_table(local_output, out)  # Ray restarted the annotator and retried its unit
 
 
 def test_model_missing_on_a_node_names_node_and_path(cluster, tmp_path):
@@ -231,7 +245,8 @@ slots = layout(ray.nodes(), 1, 1)
 try:
     check_nodes(ray, slots, [("model 'ghost'", "/nowhere/ghost.gguf", 10, {other!r}),
                              ("adapter of model 'x'", {str(real)!r}, 999, {other!r}),
-                             ("model 'y'", {str(real)!r}, 64, {other!r})], 0)
+                             ("model 'y'", {str(real)!r}, 64, {other!r}),
+                             ("input", "/nowhere/archive.parquet", 10, None)], 0)
 except EngineError as exc:
     print("EXIT", exc.exit_code)
     print(exc)
@@ -249,6 +264,8 @@ print("NODES", " ".join(f"{{s.node_id}}@{{s.ip}}" for s in slots))
                 "here, 999 on the driver (a partial or different copy)") in r.stdout
         assert (f"(node id {node_id}, host {socket.gethostname()}): model 'y' file {real} differs from the "
                 "driver's (sha256 ") in r.stdout
+        assert (f"(node id {node_id}, host {socket.gethostname()}): input file not found: "
+                "/nowhere/archive.parquet") in r.stdout
     assert "the driver's paths (a shared file system, or a copy staged there before the run)" in r.stdout
 
 
@@ -261,7 +278,8 @@ def test_ray_without_address_runs_a_private_local_ray(archive, local_output, tmp
     r = subprocess.run(_cmd(archive, out, "--executor", "ray", "--limit", "8"), capture_output=True, text=True,
                        env={**env, "HOME": str(home)}, timeout=300)
     assert r.returncode == 0, r.stderr
-    assert re.search(r"ray: 1 node\(s\), 1 annotator\(s\): 127\.0\.0\.1 1 x 1 thread\(s\)", r.stderr)
+    assert re.search(r"ray: 1 node\(s\), 1 annotator\(s\) of 1 thread\(s\), 0\.5 CPU reserved each; 1 unit\(s\) to "
+                     r"annotate: 127\.0\.0\.1 1 x 1 thread\(s\)", r.stderr), r.stderr
     assert pl.read_parquet(out).equals(pl.read_parquet(local_output).head(8))  # unit 0:0 is the same unit
     assert not (home / ".ray").exists()  # the run's token lived in its environment only
 
@@ -295,3 +313,84 @@ def test_ray_address_needs_ray_executor(archive, tmp_path):
 def test_cli_and_pipeline_never_import_ray():
     code = "import sys, radbatch.cli, radbatch.pipeline; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=ENV).returncode == 0
+
+
+def test_reservation_leaves_a_cpu_for_ray_data_tasks():
+    small = [{"NodeID": n, "NodeManagerAddress": n, "Alive": True, "Resources": {"CPU": 1.0}} for n in "ab"]
+    slots = layout(small, 1, 1)
+    with pytest.raises(Exception, match="no Ray node has more than one CPU"):
+        reservation(slots)  # 0.5 + 0.5 free: a read task (1 CPU) would wait forever
+    mixed = small + [{"NodeID": "c", "NodeManagerAddress": "c", "Alive": True, "Resources": {"CPU": 2.0}}]
+    slots = layout(mixed, 2, 1)   # 2 actors a node; on the 2-CPU node 2 x 0.5 leaves one CPU free
+    assert reservation(slots) == 0.25
+    slots = layout(mixed, 3, 1)   # 3 x 0.1667 on the 1-CPU nodes; the 2-CPU node needs <= 1/3 each
+    share = reservation(slots)
+    assert any(s.cpus - s.workers * share >= TASK_CPUS - 1e-9 for s in slots)
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "parquet-row-groups", "csv"])
+def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
+    """The read tasks give the pending units (and only them) with the rows and types the local executor reads."""
+    from radbatch.archive import inspect, iter_units
+    from radbatch.ray_data import UnitDatasource, UnitRef, from_ipc
+    texts = [REPORTS[i % len(REPORTS)] for i in range(50)]
+    path = write_reports(tmp_path / ("a.csv" if fmt == "csv" else "a.parquet"), texts=texts,
+                         fmt="csv" if fmt == "csv" else "parquet")
+    if fmt == "parquet-row-groups":
+        pq.write_table(pq.read_table(path), path, row_group_size=7)
+    f = inspect(0, path, "utf-8")
+    units = [UnitRef(0, s, min(8, 50 - s), {}) for s in range(0, 50, 8) if s != 16]   # unit 0:16 is done
+    tasks = UnitDatasource([f], units, "utf-8", {"report_text"}, 8).get_read_tasks(3)
+    assert len(tasks) == (3 if fmt == "parquet-row-groups" else 1)   # CSV and one row group: one pass each
+    got = {}
+    for task in tasks:
+        for block in task():
+            for row in block.to_pylist():
+                assert row["source_file"] == str(path) and row["rows"] == from_ipc(row["data"]).num_rows
+                got[row["start_row"]] = from_ipc(row["data"])
+    local = dict(iter_units(f, "utf-8", {"report_text"}, 8))
+    assert sorted(got) == [s for s in sorted(local) if s != 16]
+    for start, table in got.items():
+        assert table.schema == local[start].schema and table.equals(local[start])
+
+
+def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
+    """The Ray driver plans the same units (ids, rows, --limit across files, done units skipped) and gives each
+    unit the same prior reports as the local executor's `_units`."""
+    import pyarrow as pa
+    from radbatch.archive import ColumnOptions
+    from radbatch.executor_ray import unit_refs
+    from radbatch.output import RunStore
+    from radbatch.pipeline import RunSummary, _priors, _units
+    from radbatch.plan import AnnotateOptions, build_plan
+
+    class Progress:
+        def update(self, n):
+            pass
+
+    paths = []
+    for k, n in enumerate((19, 12)):
+        table = pa.table({"report_id": [f"F{k}R{i}" for i in range(n)],
+                          "report_text": [REPORTS[(i + k) % len(REPORTS)] for i in range(n)],
+                          "patient_id": [f"P{i % 4}" for i in range(n)],
+                          "study_date": [f"2024-0{1 + (i + k) % 9}-1{i % 10}" for i in range(n)]})
+        paths.append(tmp_path / f"f{k}.parquet")
+        pq.write_table(table, paths[-1])
+    opts = AnnotateOptions(tuple(map(str, paths)), str(tmp_path / "out.parquet"), tasks="temporal_comparison",
+                           columns=ColumnOptions(patient="patient_id", date="study_date"), limit=27)
+    plan = build_plan(opts)
+    store = RunStore(opts.output)
+    store.begin(plan.run_key, plan.key_material, False)
+    done = {"0:8": None}
+    local_summary, ray_summary = RunSummary(), RunSummary()
+    local = list(_units(plan, store, done, local_summary, Progress()))
+    refs = unit_refs(plan, done, ray_summary, Progress(), _priors(plan, store))
+    assert [(w.file_index, w.start_row, w.table.num_rows) for w in local] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
+    assert [(u.file_index, u.start, u.rows) for u in refs] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
+    assert local_summary.rows == ray_summary.rows == 27
+    with_priors = 0
+    for w, u in zip(local, refs):
+        local_priors = {w.start_row + i: row.prior for i, row in enumerate(w.inputs) if row and row.prior}
+        assert u.priors == local_priors
+        with_priors += len(local_priors)
+    assert with_priors > 0
