@@ -1,10 +1,22 @@
-"""Finalise parts into the output: sorted by row identity, duplicate ids flagged, provenance in metadata."""
+"""Finalise parts into the output: sorted by row identity, duplicate ids flagged, provenance in metadata.
+
+Memory stays bounded whatever the archive size: the units of each input file are written out in row order, each
+read from its part (parts hold a few hundred rows; a part is dropped once its last unit is out), instead of
+sorting all rows at once; only the id column is read whole, to find duplicated ids.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from .errors import InputError, StorageError
 from .output import META_KEY, RunStore, _fsync_dir, remove_quietly, storage_error
@@ -12,91 +24,154 @@ from .output import META_KEY, RunStore, _fsync_dir, remove_quietly, storage_erro
 FINAL_CHUNK_ROWS = 50_000  # rows buffered per write: memory stays flat however big the archive
 
 
-def _frames(store: RunStore, files):
+def _units_of(done: dict[str, Path], file_index: int) -> list[tuple[int, Path]]:
+    """(first row, part) of a file's finished units, in row order."""
+    units = []
+    for unit, part in done.items():
+        index, start = unit.split(":")
+        if int(index) == file_index:
+            units.append((int(start), part))
+    return sorted(units)
+
+
+def _unit_tables(units: list[tuple[int, Path]]) -> Iterator[pa.Table]:
+    """Each unit's rows in row order. A part is read once and kept only until its last unit has gone out;
+    units are dispatched in input order, so few parts are open at a time whatever the archive size."""
+    left = Counter(part for _, part in units)
+    open_parts: dict[Path, tuple[pa.Table, np.ndarray]] = {}
+    for i, (start, part) in enumerate(units):
+        if part not in open_parts:
+            table = pq.read_table(part).sort_by("source_row")
+            open_parts[part] = (table, table.column("source_row").to_numpy())
+        table, rows = open_parts[part]
+        end = units[i + 1][0] if i + 1 < len(units) else np.iinfo(np.int64).max
+        lo, hi = np.searchsorted(rows, [start, end])
+        yield table.slice(lo, hi - lo)
+        left[part] -= 1
+        if not left[part]:
+            del open_parts[part]
+
+
+def _duplicated_ids(parts: list[Path], id_column: str | None) -> pa.Array | None:
+    """The ids that occur more than once in the whole output (only the id column is read)."""
     import polars as pl
-    out = []
-    for f in files:
-        parts = store.parts_of(f.index)
-        if parts:
-            out.append((f, pl.scan_parquet(parts).sort("source_row")))
-    return out
+    if not id_column or not parts:
+        return None
+    columns = [pc.cast(pq.read_table(p, columns=[id_column]).column(0), pa.string()) for p in parts]
+    ids = pl.from_arrow(pa.table({id_column: pa.chunked_array(columns, pa.string())}))
+    dups = ids.drop_nulls().group_by(id_column).len().filter(pl.col("len") > 1)
+    return dups[id_column].to_arrow().cast(pa.string())
 
 
-def _duplicated_ids(frames, id_column: str | None):
-    import polars as pl
-    if not id_column or not frames:
-        return pl.Series("id", [], dtype=pl.String)
-    ids = pl.concat([lf.select(pl.col(id_column).cast(pl.String)) for _, lf in frames])
-    dups = ids.drop_nulls().group_by(id_column).len().filter(pl.col("len") > 1).collect()
-    return dups[id_column]
+def _target_schema(parts: list[Path], id_column: str | None, meta: dict) -> pa.Schema:
+    """The parts' declared Arrow types in first-appearance order, without the internal file index."""
+    schema = pa.unify_schemas([pq.read_schema(p) for p in parts], promote_options="permissive")
+    fields = [f for f in schema if f.name not in ("_source_index", "id_duplicated")]
+    if id_column:
+        fields.append(pa.field("id_duplicated", pa.bool_()))
+    return pa.schema(fields).with_metadata({META_KEY: json.dumps(meta, sort_keys=True)})
 
 
-def _target_schema(lf, part_paths: list[Path]):
-    """The declared Arrow types of the parts (polars would widen string to large_string), in output order."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    parts = pa.unify_schemas([pq.read_schema(p) for p in part_paths], promote_options="permissive")
-    fields = []
-    for name in lf.collect_schema().names():
-        idx = parts.get_field_index(name)
-        fields.append(parts.field(idx) if idx >= 0 else pa.field(name, pa.bool_()))  # id_duplicated
-    return pa.schema(fields)
+def _conform(table: pa.Table, schema: pa.Schema, id_column: str | None, dups: pa.Array | None) -> pa.Table:
+    if id_column:
+        ids = pc.cast(table.column(id_column), pa.string())
+        table = table.drop_columns([c for c in ("id_duplicated",) if c in table.column_names])
+        table = table.append_column("id_duplicated", pc.fill_null(pc.is_in(ids, value_set=dups), False))
+    columns = [table.column(f.name) if f.name in table.column_names else pa.nulls(table.num_rows, f.type)
+               for f in schema]
+    return pa.Table.from_arrays(columns, schema=schema.remove_metadata()).cast(schema.remove_metadata())
 
 
-def _sink(lf, path: Path, meta: dict, part_paths: list[Path]) -> None:
-    """Stream the sorted frame into one Parquet file with the parts' declared types."""
-    import pyarrow.parquet as pq
+class _Checked:
+    """Counts the rows going out and checks they arrive in strictly increasing row identity."""
+
+    def __init__(self):
+        self.rows, self.last = 0, (-1, -1)
+
+    def see(self, file_index: int, table: pa.Table) -> None:
+        if not table.num_rows:
+            return
+        rows = table.column("source_row").to_numpy()
+        first = (file_index, int(rows[0]))
+        if first <= self.last or (len(rows) > 1 and not (np.diff(rows) > 0).all()):
+            raise StorageError(f"output check failed: row {first} of input file {file_index} is out of order or "
+                               "repeated in the finished parts. Rerun with --restart.")
+        self.rows, self.last = self.rows + len(rows), (file_index, int(rows[-1]))
+
+
+def _sink(path: Path, schema: pa.Schema, tables: Iterator[tuple[int, pa.Table]], conform, check: _Checked,
+          expected_rows: int | None = None) -> None:
+    """Stream unit tables into one Parquet file (temp file, fsync, rename), FINAL_CHUNK_ROWS per row group."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
-        schema = _target_schema(lf, part_paths).with_metadata({META_KEY: json.dumps(meta, sort_keys=True)})
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in lf.collect_batches(chunk_size=FINAL_CHUNK_ROWS):
-                writer.write_table(batch.to_arrow().cast(schema))
+            buffer, buffered = [], 0
+            for file_index, table in tables:
+                check.see(file_index, table)
+                buffer.append(conform(table))
+                buffered += table.num_rows
+                if buffered >= FINAL_CHUNK_ROWS:
+                    writer.write_table(pa.concat_tables(buffer), row_group_size=FINAL_CHUNK_ROWS)
+                    buffer, buffered = [], 0
+            if buffer:
+                writer.write_table(pa.concat_tables(buffer), row_group_size=FINAL_CHUNK_ROWS)
+        if expected_rows is not None:
+            _expect(check, expected_rows)   # before the rename: a short output never becomes the final file
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, path)
         _fsync_dir(path.parent)
-    except Exception as exc:  # polars wraps OS errors in its own types
+    except StorageError:
+        remove_quietly(tmp)
+        raise
+    except (OSError, pa.ArrowException) as exc:
         remove_quietly(tmp)
         raise storage_error("write the final output", path, exc) from None
 
 
 def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected_rows: int) -> list[Path]:
-    """Write the final file(s) and check that every row is there exactly once."""
-    import polars as pl
+    """Write the final file(s), sorted by row identity, and check that every row is there exactly once."""
     if expected_rows == 0:
         raise InputError("the input has no data rows (a CSV file with only a header?): nothing to annotate")
-    frames = _frames(store, files)
-    dups = _duplicated_ids(frames, id_column)
-    written: list[Path] = []
+    done = store.done_units()
+    units = {f.index: _units_of(done, f.index) for f in files}
+    parts = sorted({p for us in units.values() for _, p in us})
+    if not parts:
+        raise StorageError("no rows to write (the input had no rows within --limit)")
+    dups = _duplicated_ids(parts, id_column)
+    check, written = _Checked(), []
 
-    def finish(lf):
-        if id_column:
-            lf = lf.with_columns(id_duplicated=pl.col(id_column).cast(pl.String).is_in(dups.implode())
-                                 .fill_null(False))
-        return lf.drop("_source_index")
+    def stream(fs):
+        for f in fs:
+            for table in _unit_tables(units[f.index]):
+                yield f.index, table
 
     if store.dir_mode:
         store.output.mkdir(parents=True, exist_ok=True)
-        for f, lf in frames:
-            path = store.final_paths([f])[0]
-            _sink(finish(lf), path, meta, store.parts_of(f.index))
-            written.append(path)
+        for f in files:
+            own = sorted({p for _, p in units[f.index]})
+            if own:
+                schema = _target_schema(own, id_column, meta)
+                path = store.final_paths([f])[0]
+                _sink(path, schema, stream([f]), lambda t, s=schema: _conform(t, s, id_column, dups), check)
+                written.append(path)
     else:
-        if not frames:
-            raise StorageError("no rows to write (the input had no rows within --limit)")
-        lf = pl.concat([lf for _, lf in frames], how="diagonal_relaxed")
-        _sink(finish(lf), store.output, meta, [p for f, _ in frames for p in store.parts_of(f.index)])
+        schema = _target_schema(parts, id_column, meta)
+        _sink(store.output, schema, stream(files), lambda t: _conform(t, schema, id_column, dups), check,
+              expected_rows)
         written.append(store.output)
-    _verify(written, expected_rows)
+    try:
+        _expect(check, expected_rows)
+    except StorageError:
+        for path in written:
+            remove_quietly(path)
+        raise
     return written
 
 
-def _verify(paths: list[Path], expected_rows: int) -> None:
-    import polars as pl
-    lf = pl.concat([pl.scan_parquet(p).select("source_file", "source_row") for p in paths])
-    stats = lf.select(pl.len().alias("n"), pl.struct("source_file", "source_row").n_unique().alias("u")).collect()
-    n, unique = stats["n"][0], stats["u"][0]
-    if n != expected_rows or unique != n:
-        raise StorageError(f"output check failed: {n} rows written ({unique} distinct), {expected_rows} expected. "
+def _expect(check: _Checked, expected_rows: int) -> None:
+    if check.rows != expected_rows:
+        raise StorageError(f"output check failed: {check.rows} rows written, {expected_rows} expected. "
                            "Rerun with --restart.")
+
+

@@ -6,6 +6,9 @@ decoded whole, so results stay independent of how the run was split).
 
 from __future__ import annotations
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from .output import RunStore
 
 
@@ -32,5 +35,8 @@ def reopen_with_errors_removed(store: RunStore, plan) -> int:
             order = [c for c in part.columns if c != "_source_index"]
             order.insert(order.index("source_file"), "_source_index")
             table = part.select(order).to_arrow()
+            declared = pq.read_schema(path)   # polars widens strings; parts keep the declared Arrow types
+            table = table.cast(pa.schema([declared.field(c) if c in declared.names else table.schema.field(c)
+                                          for c in table.column_names]))
             store.write_part(file_index, table, ids)
     return bad_units
