@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import polars as pl
@@ -50,19 +51,23 @@ def test_all_nine_heads_every_row_once_with_declared_types(all_heads_run):
     assert set(table.column("status").to_pylist()) <= ROW_STATUSES
     assert table.column("status").to_pylist()[6:] == ["empty_text", "empty_text"]
     assert table.column("id_duplicated").to_pylist() == [True, False, False, False, False, True, False, False]
-    # Reports with text: every head that applies produced a value or a reason.
+    # Reports with text: every head that applies produced a value or a reason, from its routed model.
     df = pl.from_arrow(table)
+    routing = tomllib.loads((REPO / "recipes" / "routing.toml").read_text())
     for recipe in load_recipes().tasks.values():
         ok_rows = df.filter(pl.col(f"{recipe.id}__status") == "ok")
-        assert ok_rows[f"{recipe.id}__model"].to_list() == ["smollm2"] * ok_rows.height
+        assert ok_rows[f"{recipe.id}__model"].to_list() == [routing["routes"][recipe.id]] * ok_rows.height
         bad = df.filter(pl.col(f"{recipe.id}__status").is_in(["error", "truncated", "not_applicable"]))
         assert bad[f"{recipe.id}__error"].null_count() == 0
     assert df.filter(pl.col("m_staging__status") == "ok")["m_staging__stage"].is_in(["M0", "M1"]).all()
     meta = json.loads(pq.ParquetFile(out).metadata.metadata[b"radbatch"])
     assert set(meta) >= {"radbatch_version", "run_key", "recipes", "models", "routing", "options"}
-    assert len(meta["models"]["smollm2"]["sha256"]) == 64
+    for name in set(routing["routes"].values()):
+        assert len(meta["models"][name]["sha256"]) == 64
     assert "Wrote 8 rows" in res.stdout and "rads_assignment" in res.stdout
-    assert "PROVISIONAL" in res.stderr  # annotate says the routing is not measured
+    # annotate says whether the routing is measured on a dev split or not
+    assert ("PROVISIONAL" in res.stderr) == (routing["status"] == "provisional")
+    assert ("measured on a dev split" in res.stderr) == (routing["status"] == "measured")
 
 
 def test_summary_and_logs_hold_no_report_text(all_heads_run):
