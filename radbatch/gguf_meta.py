@@ -19,8 +19,8 @@ def kv_cell_bytes(path: str | Path) -> int | None:
     try:
         from gguf import GGUFReader
         reader = GGUFReader(str(path))
-    except (ImportError, ValueError, OSError):
-        return None
+    except Exception:  # noqa: BLE001 - any unreadable header means "unknown" here; check_gguf and the
+        return None    # worker's load report a corrupt or truncated model with a clear message
     arch = _field(reader, "general.architecture")
     layers = _field(reader, f"{arch}.block_count")
     heads = _field(reader, f"{arch}.attention.head_count")

@@ -31,7 +31,7 @@ def unit(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("batched")
     src = write_reports(tmp / "in.parquet", n=4)
     cols = ColumnOptions(question="question")
-    plan = build_plan(AnnotateOptions((str(src),), str(tmp / "out.parquet"), columns=cols))
+    plan = build_plan(AnnotateOptions((str(src),), str(tmp / "out.parquet"), columns=cols, model="smollm2"))
     (start, table), = iter_units(plan.files[0], "utf-8", cols.text_columns(), 4)
     work = prepare(0, str(src), start, table, cols, plan.heads, plan.head_models, plan.recipes.profiles, {})
     (name, spec), = plan.models.items()
