@@ -1,8 +1,8 @@
 """Export any checkpoint of a `radbatch finetune` run as a GGUF LoRA adapter (and optionally a merged GGUF).
 
-    python finetune/export.py ~/ft-runs/smollm2-v2a -o adapters/smollm2-radbatch-v2a.gguf
-    python finetune/export.py ~/ft-runs/smollm2-v2a --checkpoint step-0000040.pt -o /tmp/at-step-40.gguf
-    python finetune/export.py ~/ft-runs/smollm2-v2a -o /tmp/a.gguf --merged q4_k_m
+    python finetune/export.py ~/ft-runs/v2a -o adapters/smollm2-radbatch-v2a.gguf
+    python finetune/export.py ~/ft-runs/v2a --checkpoint step-0000040.pt -o /tmp/at-step-40.gguf
+    python finetune/export.py ~/ft-runs/v2a -o /tmp/a.gguf --merged q4_k_m
 
 `radbatch finetune` exports the final adapter itself (RUN/adapter.gguf); this script is for an earlier checkpoint
 (e.g. the one with the best dev loss), an interrupted run, or a merged model. It reads RUN/run.json for the base
