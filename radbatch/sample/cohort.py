@@ -43,7 +43,7 @@ class Study(NamedTuple):  # NamedTuple, not a frozen dataclass: built millions o
 
 
 class Patient(NamedTuple):
-    index: int
+    index: int  # type: ignore[assignment]  # shadows tuple.index, which nothing here calls
     patient_id: str
     split: str
     sex: str
@@ -82,7 +82,7 @@ def reseeded_rng(key: int, index: int) -> random.Random:
     patient_rng(key, index) without building a Random per patient (seeding dominates the cost).
     Valid until the next call; generation is one patient at a time in each process."""
     _SEED(_RNG, (key << 40) | index)
-    _RNG.gauss_next = None  # what random.Random.seed also resets
+    _RNG.gauss_next = None  # type: ignore[attr-defined]  # what random.Random.seed also resets
     return _RNG
 
 

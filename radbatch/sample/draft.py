@@ -43,7 +43,7 @@ class Draft:
         # RADS category and recommendation: the impression if there is one, else the end of the findings
         self.assessment: list[str] = []
         self.rads: tuple[str, str] | None = None
-        self.chexpert: dict[str, str] | None = None
+        self.chexpert: dict[str, str | None] | None = None
         self.n_stage: str | None = None
         self.m_stage: str | None = None
         self.changes: list[dict[str, str]] | None = None

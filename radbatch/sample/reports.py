@@ -32,7 +32,8 @@ def patient_rows(key: int, index: int, want: str | None, gold: bool, messy: bool
         return []
     rng = reseeded_rng(key, index)
     patient = plan_patient(rng, key, index, split)
-    rows, states = [], {}
+    rows: list[dict] = []
+    states: dict[str, object] = {}
     for study in patient.studies:
         d = Dictation(rng, split, terse=rng.random() < 0.25)
         prior = states.get(study.family) if study.role == "follow_up" else None

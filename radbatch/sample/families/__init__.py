@@ -6,6 +6,9 @@ follow-up starts from (chest_xr and onc_ct only), None otherwise.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from radbatch.sample.draft import Draft
 from radbatch.sample.families import (
     adnexa,
     bladder,
@@ -21,7 +24,7 @@ from radbatch.sample.families import (
     thyroid,
 )
 
-FAMILIES = {
+FAMILIES: dict[str, Callable[..., Draft]] = {
     "chest_xr": chest_xr.draft,
     "onc_ct": onc_ct.draft,
     "birads": breast.draft,

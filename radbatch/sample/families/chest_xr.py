@@ -89,12 +89,13 @@ def _indication(d: Dictation, patient, report: scenarios.ChestReport) -> str:
 
 def _write(d: Dictation, out: Draft, report: scenarios.ChestReport, follow_up: bool) -> None:
     d.section = "findings"
-    out.changes = [] if follow_up else None
+    changes: list[dict[str, str]] = []
+    out.changes = changes if follow_up else None
     for pattern in report.patterns:
         start = len(d.entities)
         if pattern.change:
             text, record = change_sentence(d, pattern.change, pattern.np(d), pattern.entity, pattern.facts[0].severity)
-            out.changes.append(record)
+            changes.append(record)
             out.qa.append(ask("change", record["cue"], thing=record["entity"]))
         else:
             text = _pattern_text(d, pattern, out)
@@ -123,21 +124,22 @@ def _claim(d: Dictation, out: Draft, f: Fact, start: int) -> None:
 
 
 def _add_claim(out: Draft, word: str, present: bool) -> None:
-    claim = _CLAIMS.get((word, present))
-    if claim is None:
-        claim = _CLAIMS[word, present] = _claim_of(word, present)
-    if claim:
+    key = (word, present)
+    if key not in _CLAIMS:
+        _CLAIMS[key] = _claim_of(word, present)
+    claim = _CLAIMS[key]
+    if claim is not None:
         out.claims.append(claim)
 
 
-# (finding word, present) -> Claim, or () for words that make none; the words come from the fixed
+# (finding word, present) -> Claim, or None for words that make none; the words come from the fixed
 # vocabulary of chest_terms and chest_scenarios, so this stays small
-_CLAIMS: dict[tuple[str, bool], Claim | tuple] = {}
+_CLAIMS: dict[tuple[str, bool], Claim | None] = {}
 
 
-def _claim_of(word: str, present: bool) -> Claim | tuple:
+def _claim_of(word: str, present: bool) -> Claim | None:
     if word in _NOT_NOUNS or " or " in word:
-        return ()
+        return None
     noun = word[:-3] + "y" if word.endswith("ies") else word[:-1] if word.endswith("s") and not word.endswith(("is", "ss")) else word
     last = noun.split()[-1]
     phrase = noun if last in _MASS_WORDS else article(noun)
@@ -171,7 +173,7 @@ def _extractive(d: Dictation, f: Fact, out: Draft) -> None:
 
 
 def _impression(d: Dictation, report: scenarios.ChestReport) -> list[str]:
-    items = []
+    items: list[str] = []
     for pattern in report.patterns:
         if len(items) == 4:  # stop before writing, so no entity is recorded for an unwritten item
             break

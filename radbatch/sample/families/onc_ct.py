@@ -185,19 +185,20 @@ def _write_follow_up(d: Dictation, out: Draft, prior: OncState) -> OncState:
         _change(d, out, "Lymph nodes", change, np, f"{node.station.name} lymph node", tail)
     for met in prior.mets:
         change = d.pick(("improved", "worsened", "unchanged"))
-        new = sites.Met(met.site, _resize(d, met.size, change))
-        state.mets.append(new)
-        _change(d, out, sites.GROUP[met.site], change, sites.change_np(d, new), sites.ENTITY[met.site], "")
+        now = sites.Met(met.site, _resize(d, met.size, change))
+        state.mets.append(now)
+        _change(d, out, sites.GROUP[met.site], change, sites.change_np(d, now), sites.ENTITY[met.site], "")
     if not prior.mets and d.random() < 0.3:
-        new = sites.Met(d.pick(sites.SITES), d.size(0.8, 2.5))
-        state.mets.append(new)
-        _change(d, out, sites.GROUP[new.site], "new", sites.change_np(d, new), sites.ENTITY[new.site], "")
+        now = sites.Met(d.pick(sites.SITES), d.size(0.8, 2.5))
+        state.mets.append(now)
+        _change(d, out, sites.GROUP[now.site], "new", sites.change_np(d, now), sites.ENTITY[now.site], "")
     return state
 
 
 def _change(d: Dictation, out: Draft, group: str, change: str, np: str, entity: str, tail: str) -> None:
     text, record = change_sentence(d, change, np, entity)
     out.findings.append((group, text + tail))
+    assert out.changes is not None, "follow-ups start a change list"
     out.changes.append(record)
     out.qa.append(ask("change", record["cue"], thing=entity))
     d.section = "impression"
