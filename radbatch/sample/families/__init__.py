@@ -9,6 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from radbatch.sample.draft import Draft
+from radbatch.sample.native import activate
+
+activate(__path__, "families")  # compiled family modules first, when current (see radbatch/sample/native.py)
 from radbatch.sample.families import (
     adnexa,
     bladder,
