@@ -63,3 +63,28 @@ def test_fingerprint_follows_every_compiled_source(tmp_path, monkeypatch):
     edited = copy / "families" / "thyroid.py"
     edited.write_text(edited.read_text() + "\n# edited\n")
     assert native.fingerprint() != before
+
+
+SPAWN = """
+import multiprocessing, sys
+def child():
+    import radbatch.sample.command, radbatch.sample.reports
+    print(radbatch.sample.reports.__file__.endswith(".so"))
+if __name__ == "__main__":
+    import radbatch.cli  # registers `radbatch sample`, so the compiled generator is active here
+    assert not [p for p in sys.path if "_native" in p], sys.path
+    process = multiprocessing.get_context("spawn").Process(target=child)
+    process.start()
+    process.join()
+    sys.exit(process.exitcode)
+"""
+
+
+def test_spawned_workers_outside_the_checkout_still_find_the_package(tmp_path):
+    """annotate's workers are spawned; from another folder they used to import radbatch as a namespace
+    package out of _native/ (it was on sys.path) and died."""
+    script = tmp_path / "spawn.py"
+    script.write_text(SPAWN)
+    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == str(native.status() == "compiled")

@@ -60,10 +60,26 @@ def activate(package_path: list[str], subfolder: str = "") -> bool:
     """Put the compiled modules ahead of the sources on a package's __path__, if the build is current."""
     if status() != "compiled":
         return False
-    if str(NATIVE) not in sys.path:
-        sys.path.append(str(NATIVE))  # where GROUP__mypyc, the modules' shared code, is imported from
+    _load_shared()
     package_path.insert(0, str(NATIVE / "radbatch" / "sample" / subfolder))
     return True
+
+
+def _load_shared() -> None:
+    """Import GROUP__mypyc, the code the compiled modules share, from its file. Putting NATIVE on sys.path
+    instead would expose NATIVE/radbatch to child processes (spawn copies sys.path), where it can shadow
+    the real package as a namespace package."""
+    import importlib.util
+
+    name = f"{GROUP}__mypyc"
+    if name in sys.modules:
+        return
+    (shared,) = NATIVE.glob(f"{name}.*")
+    spec = importlib.util.spec_from_file_location(name, shared)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
 
 
 def build(native: Path = NATIVE) -> str:
