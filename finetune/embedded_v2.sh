@@ -39,9 +39,17 @@ for m in smollm2 smollm2-ft-a smollm2-ft-b; do
       --workers 1 --threads 2 -q "${COLS[@]}"
 done
 $BIN/radbatch annotate "$DATA/test48.parquet" -o "$EVAL/test-ensemble.parquet" --workers 1 --threads 2 -q "${COLS[@]}"
+#    Few-shot: the fine-tuned ensemble (each head on its routed member) and the base model, two examples a head;
+#    then RADS alone with seed 3, whose examples include a no-RADS report (seed 0 drew two RADS reports).
 FEW=rads_assignment,n_staging,m_staging,radiology_nli,radiology_qa
 $BIN/python finetune/fewshot.py "$DATA/test48.parquet" --examples "$DATA/train.parquet" --shots 2 --tasks $FEW \
-    -o "$EVAL/test-fewshot.parquet" "${COLS[@]}"
+    --model routed -o "$EVAL/test-fewshot.parquet" "${COLS[@]}"
+$BIN/python finetune/fewshot.py "$DATA/test48.parquet" --examples "$DATA/train.parquet" --shots 2 --tasks $FEW \
+    --model smollm2 -o "$EVAL/test-fewshot-base.parquet" "${COLS[@]}"
+for m in routed smollm2; do
+  $BIN/python finetune/fewshot.py "$DATA/test48.parquet" --examples "$DATA/train.parquet" --shots 2 --seed 3 \
+      --tasks rads_assignment --model $m -o "$EVAL/test-fewshot-$m-seed3.parquet" "${COLS[@]}"
+done
 
 # 5. Scores: each run alone; zero-shot vs the ensemble with paired bootstrap; few-shot vs zero-shot;
 #    the HTML example report of the ensemble.
@@ -49,6 +57,14 @@ for m in smollm2 smollm2-ft-a smollm2-ft-b ensemble; do
   $BIN/radbatch eval "$EVAL/test-$m.parquet" --json "$EVAL/test-$m.json" > "$EVAL/test-$m.txt"
 done
 $BIN/radbatch eval "$EVAL/test-smollm2.parquet" "$EVAL/test-ensemble.parquet" > "$EVAL/zeroshot-vs-ensemble.txt"
-$BIN/radbatch eval "$EVAL/test-smollm2.parquet" "$EVAL/test-fewshot.parquet" --gold "$DATA/test48.parquet" \
-    --id-column report_id --tasks $FEW > "$EVAL/zeroshot-vs-fewshot.txt"
-$BIN/radbatch eval "$EVAL/test-ensemble.parquet" --report docs/eval-example
+$BIN/radbatch eval "$EVAL/test-ensemble.parquet" "$EVAL/test-fewshot.parquet" --gold "$DATA/test48.parquet" \
+    --id-column report_id --tasks $FEW > "$EVAL/ensemble-vs-fewshot.txt"
+$BIN/radbatch eval "$EVAL/test-smollm2.parquet" "$EVAL/test-fewshot-base.parquet" --gold "$DATA/test48.parquet" \
+    --id-column report_id --tasks $FEW > "$EVAL/zeroshot-vs-fewshot-base.txt"
+for m in routed smollm2; do
+  $BIN/radbatch eval "$EVAL/test-fewshot-$m-seed3.parquet" --gold "$DATA/test48.parquet" --id-column report_id \
+      --tasks rads_assignment > "$EVAL/test-fewshot-$m-seed3.txt"
+done
+$BIN/python finetune/results_table.py zero-shot="$EVAL/test-smollm2.json" member-a="$EVAL/test-smollm2-ft-a.json" \
+    member-b="$EVAL/test-smollm2-ft-b.json" ensemble="$EVAL/test-ensemble.json"
+(cd "$EVAL" && "$OLDPWD/$BIN/radbatch" eval test-ensemble.parquet --report "$OLDPWD/docs/eval-example")

@@ -2,7 +2,8 @@
 
     python finetune/fewshot.py /tmp/test24.parquet --examples /tmp/train.parquet --shots 2 \
         -o ~/ft-eval/fewshot.parquet --question-column question --hypothesis-column hypothesis \
-        --patient-column patient_id --date-column study_date --modality-column modality [--adapter A.gguf]
+        --patient-column patient_id --date-column study_date --modality-column modality \
+        [--model routed | --model smollm2-ft-a | --adapter A.gguf]
 
 The comparison arm of docs/finetune-results.md (RadLite: few-shot prompting, and few-shot prompting of the
 fine-tuned models). Everything but the prompt is annotate's own code: rows.prepare() renders the query,
@@ -31,6 +32,7 @@ from radbatch.plan import select_tasks
 from radbatch.priors import build_priors, priors_for
 from radbatch.prompts import Prompt, chat_wrap
 from radbatch.recipes import load_recipes
+from radbatch.router import load_routing
 from radbatch.rows import assemble, prepare
 from radbatch.tasks import head_instances
 
@@ -42,7 +44,8 @@ parser.add_argument("--shots", type=int, default=2)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--max-example-chars", type=int, default=900, help="only short reports as examples")
 parser.add_argument("-o", "--output", required=True)
-parser.add_argument("--model", default="smollm2")
+parser.add_argument("--model", default="smollm2", help="models.toml name, or 'routed': each head's model from "
+                    "recipes/routing.toml (the few-shot variant of the fine-tuned ensemble)")
 parser.add_argument("--adapter")
 parser.add_argument("--tasks")
 parser.add_argument("--threads", type=int, default=2)
@@ -51,20 +54,30 @@ for name in ("text", "findings", "impression", "patient", "date", "modality", "q
 args = parser.parse_args()
 
 recipes = load_recipes()
-spec = materialise(load_models(recipes.root / "models.toml", set(recipes.profiles))[args.model])
-if args.adapter:
-    spec = replace(spec, adapter=str(Path(args.adapter).resolve()))
-profile = recipes.profiles[spec.profile]
+catalogue = load_models(recipes.root / "models.toml", set(recipes.profiles))
 heads = head_instances(select_tasks(recipes, args.tasks), ())
+if args.model == "routed":
+    routing = load_routing(recipes.root / "routing.toml", set(recipes.tasks), set(catalogue))
+    names = {h.recipe.id: routing.model_for(h.recipe.id) for h in heads}
+else:
+    names = {h.recipe.id: args.model for h in heads}
+specs = {n: materialise(catalogue[n]) for n in set(names.values())}
+if args.adapter:
+    specs = {n: replace(s, adapter=str(Path(args.adapter).resolve())) for n, s in specs.items()}
+task_spec = {t: specs[n] for t, n in names.items()}
+print("models per head:", names)
 cols = ColumnOptions(text=args.text_column, findings=args.findings_column, impression=args.impression_column,
                      patient=args.patient_column, date=args.date_column, modality=args.modality_column,
                      question=args.question_column, hypothesis=args.hypothesis_column)
 
 # 2. The examples: K per head, short ones, different answers where possible, chosen with the seed.
+#    Each head's examples are rendered for the model that serves it.
 pool: dict[str, list] = {}
-for ex in iter_examples(DataOptions((args.examples,), cols, tasks=args.tasks), recipes, spec):
-    if len(ex.prompt.text) <= args.max_example_chars and len(pool.setdefault(ex.task, [])) < 200:
-        pool[ex.task].append(ex)
+for name, spec in specs.items():
+    served = ",".join(t for t, n in names.items() if n == name)
+    for ex in iter_examples(DataOptions((args.examples,), cols, tasks=served), recipes, spec):
+        if len(ex.prompt.text) <= args.max_example_chars and len(pool.setdefault(ex.task, [])) < 200:
+            pool[ex.task].append(ex)
 rng = random.Random(args.seed)
 shots = {}
 for task, found in pool.items():
@@ -78,10 +91,9 @@ for task, found in pool.items():
 print("examples per head:", {t: len(v) for t, v in shots.items()})
 
 # 3. The few-shot prompt: the examples as earlier turns of one conversation (one system turn, at the start).
-system_head, _ = chat_wrap(spec.chat_template, profile.system)
-
-
 def fewshot(query: Prompt, task: str) -> Prompt:
+    spec = task_spec[task]
+    system_head, _ = chat_wrap(spec.chat_template, recipes.profiles[spec.profile].system)
     parts: list[tuple[str, bool]] = []
     for i, (prompt, answer) in enumerate([(ex.prompt, ex.answer) for ex in shots.get(task, [])] + [(query, None)]):
         p = list(prompt.parts)
@@ -96,8 +108,8 @@ def fewshot(query: Prompt, task: str) -> Prompt:
 
 # 4. Annotate: annotate's units and prompts, few-shot requests run head by head, annotate's output columns.
 grammars = {h.recipe.id: h.grammar() for h in heads}
-engine = LlamaEngine(spec, args.threads, 0, grammars)
-models = {h.key: spec for h in heads}
+engines = {n: LlamaEngine(s, args.threads, 0, grammars) for n, s in specs.items()}
+models = {h.key: task_spec[h.recipe.id] for h in heads}
 files = [archive.inspect(i, Path(p), "utf-8") for i, p in enumerate(archive.discover(args.inputs))]
 archive.check_columns(files, cols)
 tables = []
@@ -110,7 +122,7 @@ with __import__("tempfile").TemporaryDirectory() as work:
             unit.requests = [Request(r.row, r.slot, r.task, r.model, fewshot(r.prompt, r.task), r.max_tokens)
                              for r in unit.requests]
             order = sorted(range(len(unit.requests)), key=lambda i: (unit.requests[i].slot, i))
-            done = {i: engine.complete(unit.requests[i]) for i in order}
+            done = {i: engines[names[unit.requests[i].task]].complete(unit.requests[i]) for i in order}
             tables.append(assemble(unit, heads, [done[i] for i in range(len(unit.requests))], "",
                                    ["report_id"] if "report_id" in f.columns else [], models, False))
             print(f"rows {start}..{start + table.num_rows - 1} done", flush=True)
