@@ -38,8 +38,11 @@ START_TIMEOUT_S = 600     # placing the annotators and loading their models
 # Ray's own tasks (reads, the streaming repartition) take a whole CPU each; at least one node keeps one free.
 TASK_CPUS = 1.0
 # A unit whose annotator dies (SIGKILL, OOM, a crash inside llama.cpp) is retried on a restarted annotator;
-# after this many tries the run stops (parts written are kept; the same command resumes).
+# after this many tries its rows come back failed with the reason, as in the local executor, and the run goes
+# on. Giving up on more than `_tolerated(units)` units stops the run (parts written are kept; the same command
+# resumes): then the model, adapter or node is broken, not the reports.
 MAX_ATTEMPTS = 3
+GIVE_UP = f"annotator died on this unit {MAX_ATTEMPTS} times (Ray gave up on it; its logs say how it died)"
 CHECK_TIMEOUT_S = 600.0   # the first check on a node hashes each model there (cached after)
 
 
@@ -288,7 +291,7 @@ def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
     ctx = DataContext.get_current()
     ctx.enable_progress_bars = False            # radbatch's own progress bar counts rows
     ctx.print_on_execution_start = False
-    ctx.max_errored_blocks = 0                  # a unit that cannot be annotated stops the run (resumable)
+    ctx.max_errored_blocks = _tolerated(len(units))  # a block is one unit; Ray drops it after MAX_ATTEMPTS
     # Work starts once every annotator has loaded its models (so all get work), or fails after START_TIMEOUT_S
     # when the cluster cannot place them, instead of waiting forever.
     ctx.wait_for_min_actors_s = START_TIMEOUT_S
@@ -300,14 +303,16 @@ def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
                        compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
                        num_cpus=cpus, scheduling_strategy="SPREAD", max_restarts=-1,
                        max_task_retries=MAX_ATTEMPTS - 1,
-                       runtime_env={"env_vars": {"OMP_NUM_THREADS": str(threads)}}))
+                       runtime_env={"env_vars": _actor_env(threads)}))
     _say(o.quiet, f"ray: {len(slots)} node(s), {actors} annotator(s) of {threads} thread(s), {cpus} CPU reserved "
                   f"each; {len(units)} unit(s) to annotate: " + ", ".join(s.describe() for s in slots))
     per_annotator: Counter = Counter()
+    finished: set[str] = set()
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             for row in batch.to_pylist():
                 per_annotator[row["annotator"]] += 1
+                finished.add(row["unit"])
                 yield row["file_index"], row["unit"], from_ipc(row["part"])
     except (KeyboardInterrupt, GeneratorExit):
         raise
@@ -318,6 +323,42 @@ def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
                           "cause and rerun the same command to resume.") from None
     _say(o.quiet, f"ray: units per annotator: " +
          ", ".join(f"{name}: {n}" for name, n in sorted(per_annotator.items())))
+    dropped = [u for u in units if u.unit_id not in finished]
+    if dropped:
+        _say(o.quiet, f"ray: gave up on {len(dropped)} unit(s) after {MAX_ATTEMPTS} tries each: "
+                      f"{', '.join(u.unit_id for u in dropped)}; their rows are marked failed")
+        yield from failed_parts(plan, dropped, GIVE_UP)
+
+
+def _tolerated(units: int) -> int:
+    """Units Ray may give up on before the run stops: 3, or 1% of a large run's units."""
+    return max(MAX_ATTEMPTS, units // 100)
+
+
+def _actor_env(threads: int) -> dict[str, str]:
+    env = {"OMP_NUM_THREADS": str(threads)}
+    if os.environ.get("RADBATCH_TEST_CRASH_UNIT"):  # test-only fault injection (pool.crash_if_asked)
+        env["RADBATCH_TEST_CRASH_UNIT"] = os.environ["RADBATCH_TEST_CRASH_UNIT"]
+    return env
+
+
+def failed_parts(plan, units: list, failure: str) -> Iterator[tuple[int, str, object]]:
+    """Part tables for units that could not be annotated: the units are read again here, on the driver, and
+    every row comes out with status failed and `failure` as each head's error, as the local executor does."""
+    from .archive import iter_units
+    from .rows import assemble, prepare
+    o = plan.opts
+    for f in plan.files:
+        wanted = {u.start: u for u in units if u.file_index == f.index}
+        for start, table in iter_units(f, o.encoding, o.columns.text_columns(), o.unit_size) if wanted else ():
+            u = wanted.pop(start, None)
+            if u is not None:
+                work = prepare(f.index, f.path, start, table.slice(0, u.rows), o.columns, plan.heads,
+                               plan.head_models, plan.recipes.profiles, u.priors)
+                yield f.index, u.unit_id, assemble(work, plan.heads, None, failure, plan.keep, plan.head_models,
+                                                   o.chexpert_numeric)
+            if not wanted:
+                break
 
 
 def _say(quiet: bool, message: str) -> None:

@@ -31,10 +31,11 @@ class UnitOutcome:
     failure: str = ""
 
 
-def _test_crash(unit_id: str) -> None:
-    """Test-only fault injection (tests/test_faults*.py): RADBATCH_TEST_CRASH_UNIT="0:8,0:16" kills the worker
-    with SIGKILL when it receives one of these units ("load": while loading). Options after ';': `segv` crashes
-    in native code instead, `once=PATH` crashes only while PATH does not exist (it is created first)."""
+def crash_if_asked(unit_id: str) -> None:
+    """Test-only fault injection (tests/test_faults*.py, tests/test_ray.py): RADBATCH_TEST_CRASH_UNIT="0:8,0:16"
+    kills the worker with SIGKILL when it receives one of these units ("load": while loading). Options after
+    ';': `segv` crashes in native code instead, `once=PATH` crashes only while PATH does not exist (it is
+    created first)."""
     units, *opts = os.environ.get("RADBATCH_TEST_CRASH_UNIT", "").split(";")
     if unit_id not in units.split(","):
         return
@@ -66,7 +67,7 @@ def _worker_main(conn, spec: WorkerSpec, needed: set[str]) -> None:
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C and stops us
     from .engine import build_engines, run_unit
-    _test_crash("load")
+    crash_if_asked("load")
     try:
         engines = build_engines(spec, needed)
         reply = ("ready", os.getpid())
@@ -86,7 +87,7 @@ def _worker_main(conn, spec: WorkerSpec, needed: set[str]) -> None:
         if msg is None:
             return
         unit_id, requests = msg
-        _test_crash(unit_id)
+        crash_if_asked(unit_id)
         try:
             reply = ("done", unit_id, run_unit(engines, requests))
         except Exception as exc:

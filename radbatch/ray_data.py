@@ -175,9 +175,11 @@ class UnitAnnotator:
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         from .engine import run_unit
+        from .pool import crash_if_asked
         from .rows import assemble, prepare
         job, out = self.job, []
         for row in batch.to_pylist():
+            crash_if_asked(row["unit"])
             priors = {int(k): v for k, v in json.loads(row["priors"]).items()}
             work = prepare(row["file_index"], row["source_file"], row["start_row"], from_ipc(row["data"]),
                            job.columns, job.heads, job.head_models, job.profiles, priors)

@@ -28,7 +28,7 @@ from click.testing import CliRunner
 from conftest import REPORTS, write_reports
 
 from radbatch.cli import cli
-from radbatch.executor_ray import CPU_SHARE, TASK_CPUS, layout, reservation
+from radbatch.executor_ray import CPU_SHARE, GIVE_UP, TASK_CPUS, layout, reservation
 from radbatch.output import read_provenance
 
 pytest.importorskip("ray")
@@ -230,6 +230,27 @@ def test_ray_annotator_killed_midway_is_replaced(cluster, archive, local_output,
         proc.kill()
     assert proc.returncode == 0, stderr
     _same_table(local_output, out)  # Ray restarted the annotator and retried its unit
+
+
+def test_unit_whose_annotator_always_dies_fails_its_rows_and_the_run_goes_on(cluster, archive, local_output,
+                                                                             tmp_path):
+    """The annotator SIGKILLs itself on every try of unit 0:8. Ray restarts it and retries the unit; after the
+    last try radbatch marks the unit's 8 rows failed with the reason, as the local executor does, and every
+    other row is what the local executor wrote."""
+    out = tmp_path / "poison.parquet"
+    r = _run(_cmd(archive, out, "--executor", "ray", "--ray-address", cluster.address),
+             RADBATCH_TEST_CRASH_UNIT="0:8")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "ray: gave up on 1 unit(s) after 3 tries each: 0:8; their rows are marked failed" in r.stderr
+    assert f"rows: ok {ROWS - 9}, failed 8" in r.stdout  # row 5 is empty_text
+    df, ref = pl.read_parquet(out), pl.read_parquet(local_output)
+    assert df["source_row"].to_list() == list(range(ROWS))
+    bad = df.slice(8, 8)
+    assert bad["status"].to_list() == ["failed"] * 8
+    assert set(bad["m_staging__status"]) == set(bad["rads_assignment__status"]) == {"error"}
+    assert set(bad["m_staging__error"]) == {GIVE_UP}
+    assert bad["m_staging__stage"].null_count() == 8
+    assert df.slice(0, 8).equals(ref.slice(0, 8)) and df.slice(16).equals(ref.slice(16))
 
 
 def test_model_missing_on_a_node_names_node_and_path(cluster, tmp_path):
