@@ -1,6 +1,7 @@
 """Does the batched engine say what the simple engine says? Head by head, on the sample reports.
 
-    .venv/bin/python bench/agreement.py [--reports 16] [--threads 2] [--n-parallel 16] [--n-batch 512]
+    .venv/bin/python bench/agreement.py [--reports 16] [--threads 2] [--n-parallel 16] [--n-batch 512] \
+        [--model smollm2-ft-b] [--adapter A.gguf]   # a models.toml name (default: the embedded base model)
 
 Both engines run greedy and grammar-constrained on the same work units (`radbatch annotate`'s own requests
 for every head). llama.cpp does not promise identical logits for different batch shapes; the batched engine
@@ -50,13 +51,15 @@ def main(argv=None) -> int:
     ap.add_argument("--n-parallel", type=int)
     ap.add_argument("--n-batch", type=int)
     ap.add_argument("--require", type=float, default=98.0, help="percent of identical outputs required")
+    ap.add_argument("--model", default=workload.MODEL, help="models.toml name (an adapter member: smollm2-ft-b)")
+    ap.add_argument("--adapter", help="a GGUF LoRA adapter for --model instead of its own")
     args = ap.parse_args(argv)
 
     from radbatch.engine import LlamaEngine, run_unit
     from radbatch.engine_batched import BatchedEngine, BatchSettings
 
     path, source = workload.archive(args.reports)
-    plan, units = workload.units(path)
+    plan, units = workload.units(path, model=args.model, adapter=args.adapter)
     (name, spec), = plan.models.items()
     grammars = {h.recipe.id: h.grammar() for h in plan.heads}
     extra = {k: v for k, v in (("n_parallel", args.n_parallel), ("n_batch", args.n_batch)) if v}

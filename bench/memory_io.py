@@ -121,7 +121,8 @@ def memory(n_reports: int, threads: int) -> float:
     for engine, kv in (("simple", n_ctx * cell), ("batched", cells * cell)):
         out = Path(tempfile.mkdtemp(prefix="radbatch-mem-")) / "out.parquet"
         wall, watch, _ = _annotate([str(path), "-o", str(out), "--engine", engine, "--workers", "1",
-                                    "--threads", str(threads), *workload.column_flags(path)])
+                                    "--threads", str(threads), "--model", workload.MODEL,
+                                    *workload.column_flags(path)])
         peaks = sorted(watch.peak.values())
         worker = peaks[-1] if peaks else 0
         print(f"  {engine:<8} worker peak RSS {worker / 2**20:7.0f} MiB = model {size / 2**20:.0f} MiB + KV "

@@ -145,7 +145,7 @@ def server(units, tools, model_path: str, threads: int, slots: int, grammars: di
 def annotate(path: Path, engine: str, threads: int, n_reports: int, prompt: int, gen: int) -> Result:
     out = Path(tempfile.mkdtemp(prefix=f"radbatch-{engine}-")) / "out.parquet"
     cmd = [sys.executable, "-m", "radbatch", "annotate", str(path), "-o", str(out), "--engine", engine,
-           "--workers", "1", "--threads", str(threads), "-q", *workload.column_flags(path)]
+           "--workers", "1", "--threads", str(threads), "--model", workload.MODEL, "-q", *workload.column_flags(path)]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0

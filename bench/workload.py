@@ -120,8 +120,14 @@ def column_options(path: Path):
     return ColumnOptions(**{opt: col for opt, col in OPTIONAL_COLUMNS.items() if col in names})
 
 
-def units(path: Path, profile: str | None = None, tasks: str | None = None, limit: int | None = None):
-    """The UnitWork list `radbatch annotate` would build for this archive (default model, all heads).
+# The benchmarks time one model: the embedded base model, as every number in docs/performance.md. (annotate's
+# default routing spreads the heads over the two adapter members of the ensemble.)
+MODEL = "smollm2"
+
+
+def units(path: Path, profile: str | None = None, tasks: str | None = None, limit: int | None = None,
+          model: str = MODEL, adapter: str | None = None):
+    """The UnitWork list `radbatch annotate --model MODEL` would build for this archive (all heads).
 
     profile overrides the model's prompt profile (e.g. "radlite" for the notebook baseline)."""
     from radbatch.archive import iter_units
@@ -131,7 +137,7 @@ def units(path: Path, profile: str | None = None, tasks: str | None = None, limi
 
     work = Path(tempfile.mkdtemp(prefix="radbatch-units-"))
     opts = AnnotateOptions((str(path),), str(work / "out.parquet"), tasks=tasks, columns=column_options(path),
-                           limit=limit)
+                           limit=limit, model=model, adapter=adapter)
     plan = build_plan(opts)
     head_models = plan.head_models
     if profile:
