@@ -345,20 +345,16 @@ def _actor_env(threads: int) -> dict[str, str]:
 def failed_parts(plan, units: list, failure: str) -> Iterator[tuple[int, str, object]]:
     """Part tables for units that could not be annotated: the units are read again here, on the driver, and
     every row comes out with status failed and `failure` as each head's error, as the local executor does."""
-    from .archive import iter_units
+    from .ray_data import unit_tables
     from .rows import assemble, prepare
     o = plan.opts
     for f in plan.files:
-        wanted = {u.start: u for u in units if u.file_index == f.index}
-        for start, table in iter_units(f, o.encoding, o.columns.text_columns(), o.unit_size) if wanted else ():
-            u = wanted.pop(start, None)
-            if u is not None:
-                work = prepare(f.index, f.path, start, table.slice(0, u.rows), o.columns, plan.heads,
-                               plan.head_models, plan.recipes.profiles, u.priors)
-                yield f.index, u.unit_id, assemble(work, plan.heads, None, failure, plan.keep, plan.head_models,
-                                                   o.chexpert_numeric)
-            if not wanted:
-                break
+        mine = [u for u in units if u.file_index == f.index]
+        for u, table in unit_tables(f, mine, o.encoding, o.columns.text_columns(), o.unit_size) if mine else ():
+            work = prepare(f.index, f.path, u.start, table, o.columns, plan.heads, plan.head_models,
+                           plan.recipes.profiles, u.priors)
+            yield f.index, u.unit_id, assemble(work, plan.heads, None, failure, plan.keep, plan.head_models,
+                                               o.chexpert_numeric)
 
 
 def _say(quiet: bool, message: str) -> None:

@@ -24,14 +24,13 @@ from .output import META_KEY, RunStore, _fsync_dir, remove_quietly, storage_erro
 FINAL_CHUNK_ROWS = 50_000  # rows buffered per write: memory stays flat however big the archive
 
 
-def _units_of(done: dict[str, Path], file_index: int) -> list[tuple[int, Path]]:
-    """(first row, part) of a file's finished units, in row order."""
-    units = []
+def _units_by_file(done: dict[str, Path]) -> dict[int, list[tuple[int, Path]]]:
+    """file index -> (first row, part) of its finished units, in row order (one pass over all units)."""
+    by_file: dict[int, list[tuple[int, Path]]] = {}
     for unit, part in done.items():
         index, start = unit.split(":")
-        if int(index) == file_index:
-            units.append((int(start), part))
-    return sorted(units)
+        by_file.setdefault(int(index), []).append((int(start), part))
+    return {index: sorted(units) for index, units in by_file.items()}
 
 
 def _unit_tables(units: list[tuple[int, Path]]) -> Iterator[pa.Table]:
@@ -139,8 +138,8 @@ def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected
     """Write the final file(s), sorted by row identity, and check that every row is there exactly once."""
     if expected_rows == 0:
         raise InputError("the input has no data rows (a CSV file with only a header?): nothing to annotate")
-    done = store.done_units()
-    units = {f.index: _units_of(done, f.index) for f in files}
+    found = _units_by_file(store.done_units())
+    units = {f.index: found.get(f.index, []) for f in files}
     parts = sorted({p for us in units.values() for _, p in us})
     if not parts:
         raise StorageError("no rows to write (the input had no rows within --limit)")

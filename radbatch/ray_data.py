@@ -49,8 +49,16 @@ def _unit_row(f: InputFile, u: UnitRef, table: pa.Table) -> pa.Table:
                                 schema=UNIT_SCHEMA)
 
 
-def read_parquet_units(f: InputFile, units: list[UnitRef]) -> Iterator[pa.Table]:
-    """Each unit's rows, reading only the row groups the units cover (a unit may span two row groups)."""
+def unit_tables(f: InputFile, units: list[UnitRef], encoding: str, text_columns: set[str],
+                unit_size: int) -> Iterator[tuple[UnitRef, pa.Table]]:
+    """Each wanted unit (in file order) with its rows, cut exactly as the local executor cuts them."""
+    if f.kind == "parquet":
+        return _parquet_unit_tables(f, units)
+    return _csv_unit_tables(f, units, encoding, text_columns, unit_size)
+
+
+def _parquet_unit_tables(f: InputFile, units: list[UnitRef]) -> Iterator[tuple[UnitRef, pa.Table]]:
+    """Reads only the row groups the units cover (a unit may span two row groups)."""
     import pyarrow.parquet as pq
     pf = pq.ParquetFile(f.path)
     bounds, first = [], 0
@@ -63,18 +71,18 @@ def read_parquet_units(f: InputFile, units: list[UnitRef]) -> Iterator[pa.Table]
         groups = [i for i, (a, b) in enumerate(bounds) if a < u.start + u.rows and b > u.start]
         if cached is None or cached[0] != groups:
             cached = (groups, bounds[groups[0]][0], pf.read_row_groups(groups, use_threads=False))
-        yield _unit_row(f, u, cached[2].slice(u.start - cached[1], u.rows).combine_chunks())
+        yield u, cached[2].slice(u.start - cached[1], u.rows).combine_chunks()
 
 
-def read_csv_units(f: InputFile, units: list[UnitRef], encoding: str, text_columns: set[str],
-                   unit_size: int) -> Iterator[pa.Table]:
-    """The wanted units of a CSV file, cut exactly as the local executor cuts them (from the file's start)."""
+def _csv_unit_tables(f: InputFile, units: list[UnitRef], encoding: str, text_columns: set[str],
+                     unit_size: int) -> Iterator[tuple[UnitRef, pa.Table]]:
+    """Streams the file from its start (CSV has no row index) up to the last wanted unit."""
     wanted = {u.start: u for u in units}
     last = max(wanted)
     for start, table in iter_units(f, encoding, text_columns, unit_size):
         if start in wanted:
             u = wanted[start]
-            yield _unit_row(f, u, table.slice(0, u.rows))
+            yield u, table.slice(0, u.rows)
         if start >= last:
             return
 
@@ -126,21 +134,20 @@ class UnitDatasource(Datasource):
             first += meta.row_group(i).num_rows
         group_of = lambda row: bisect.bisect_right(starts, row) - 1  # noqa: E731
         groups: list[list[UnitRef]] = [[]]
+        rows = 0   # in groups[-1]
         for u in sorted(units, key=lambda u: u.start):
-            current = groups[-1]
-            if current and sum(x.rows for x in current) >= target and group_of(u.start) != group_of(current[0].start):
+            if rows >= target and group_of(u.start) != group_of(groups[-1][0].start):
                 groups.append([])
+                rows = 0
             groups[-1].append(u)
+            rows += u.rows
         return groups
 
     def _task(self, f: InputFile, units: list[UnitRef]) -> ReadTask:
         encoding, text_columns, unit_size = self.encoding, self.text_columns, self.unit_size
-        if f.kind == "parquet":
-            def read():
-                return read_parquet_units(f, units)
-        else:
-            def read():
-                return read_csv_units(f, units, encoding, text_columns, unit_size)
+
+        def read():
+            return (_unit_row(f, u, table) for u, table in unit_tables(f, units, encoding, text_columns, unit_size))
         rows = len(units)
         size = int(f.size * sum(u.rows for u in units) / f.rows) if f.rows else None
         return ReadTask(read, BlockMetadata(num_rows=rows, size_bytes=size, input_files=[f.path], exec_stats=None),
