@@ -50,7 +50,7 @@ chromium:
 	@command -v chromium >/dev/null || (apt-get update -q && apt-get install -y -q chromium) >/dev/null
 
 test: setup chromium
-	$(BIN)/python -m pytest -q
+	RADBATCH_REQUIRE_NATIVE=1 $(BIN)/python -m pytest -q
 
 clean:
 	rm -rf $(VENV) out radbatch/sample/_native

@@ -16,6 +16,7 @@ tool only, in the `native` extra.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sys
@@ -56,9 +57,15 @@ def status(native: Path = NATIVE) -> str:
     return "compiled" if built == fingerprint() else "stale"
 
 
+@functools.cache
+def _compiled() -> bool:
+    """Decided once per process: radbatch.sample and its families package both ask, and it hashes the sources."""
+    return status() == "compiled"
+
+
 def activate(package_path: list[str], subfolder: str = "") -> bool:
     """Put the compiled modules ahead of the sources on a package's __path__, if the build is current."""
-    if status() != "compiled":
+    if not _compiled():
         return False
     _load_shared()
     package_path.insert(0, str(NATIVE / "radbatch" / "sample" / subfolder))
