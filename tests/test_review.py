@@ -236,3 +236,54 @@ def test_review_html_opens_in_headless_chromium_and_shows_the_queued_rows(tmp_pa
     assert "<title>radbatch review: m_staging</title>" in dom  # the report's <script> did not run
     assert dom.count("<select data-control=\"answer\">") == 4
     assert "Report 5: &lt;b&gt;nodes&lt;/b&gt;" in dom and "Holds report text." in dom
+
+
+def test_reviewed_rows_are_finetune_examples(tmp_path):
+    """`radbatch finetune` reads the imported gold: one m_staging example per reviewed row, target = the answer."""
+    from radbatch.archive import ColumnOptions
+    from radbatch.finetune_data import DataOptions, iter_examples
+    from radbatch.models import ModelSpec, embedded_path
+    from radbatch.recipes import load_recipes
+
+    src = annotated(tmp_path)
+    out = tmp_path / "queue"
+    assert run("review", src, "--head", "m_staging", "--below", "0.8", "-o", out).exit_code == 0
+    tasks = json.loads((out / "labelstudio_tasks.json").read_text())
+    (tmp_path / "export.json").write_text(json.dumps(label_studio_export(tasks, {3: "M1", 1: "M0"})))
+    reviewed = tmp_path / "reviewed.parquet"
+    assert run("review-import", tmp_path / "export.json", "--annotated", src, "-o", reviewed).exit_code == 0
+    spec = ModelSpec("smollm2", str(embedded_path()), None, "chatml", 2048, "radbatch", "Apache-2.0")
+    examples = list(iter_examples(DataOptions((str(reviewed),), ColumnOptions()), load_recipes(), spec))
+    assert [(e.task, e.answer) for e in examples] == [("m_staging", "M0"), ("m_staging", "M1")]
+
+
+PROBE = """<script>window.addEventListener('load', () => {
+  const selects = document.querySelectorAll('select');
+  selects[1].value = 'ok';   // rank 2, row 5: the model's M1 is right
+  selects[2].value = 'M0';   // rank 3, row 1: the model said M1
+  radbatchCsv();
+  const href = document.getElementById('download').getAttribute('href');
+  document.body.setAttribute('data-csv', decodeURIComponent(href.slice(href.indexOf(',') + 1)));
+});</script></body>"""
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="/usr/bin/chromium is not installed (the Makefile installs it)")
+def test_answers_chosen_in_the_html_page_import_as_gold(tmp_path):
+    import html as html_lib
+
+    src = annotated(tmp_path)
+    out = tmp_path / "queue"
+    assert run("review", src, "--head", "m_staging", "--below", "0.8", "-o", out).exit_code == 0
+    probe = out / "probe.html"
+    probe.write_text((out / "review.html").read_text().replace("</body>", PROBE))
+    found = re.search(r'data-csv="([^"]*)"', chromium_dom(probe, tmp_path))
+    assert found
+    downloaded = tmp_path / "review_answers.csv"
+    downloaded.write_text(html_lib.unescape(found.group(1)))
+    assert downloaded.read_text().splitlines()[0] == "rank,head,source_file,source_row,report_id,correct_answer"
+    reviewed = tmp_path / "reviewed.parquet"
+    res = run("review-import", downloaded, "--annotated", src, "-o", reviewed)
+    assert res.exit_code == 0, res.output
+    table = pq.read_table(reviewed)
+    assert table.column("source_row").to_pylist() == [1, 5]
+    assert table.column("gold__m_staging__stage").to_pylist() == ["M0", "M1"]

@@ -3,8 +3,7 @@
     PYTHONPATH=. python docs/images/make_risk_coverage.py
 
 400 m_staging rows: confidence drawn uniformly from [0.35, 1) with a seeded generator, and each row right with
-probability confidence ** 0.6 (so higher confidence is more often right, and the scores are somewhat
-under-confident). Not real model output. The figure goes through `radbatch eval --target-precision 0.98
+probability 1 - 0.5 * (1 - confidence) ** 1.5 (higher confidence is more often right). Not real model output. The figure goes through `radbatch eval --target-precision 0.98
 --report`, i.e. the same code and chart users get.
 """
 
@@ -28,7 +27,7 @@ def main() -> None:
     rng = np.random.default_rng(17)
     n = 400
     conf = np.round(rng.uniform(0.35, 1.0, n), 3)
-    right = rng.uniform(size=n) < conf ** 0.6
+    right = rng.uniform(size=n) < 1 - 0.5 * (1 - conf) ** 1.5
     table = pa.table({
         "source_file": ["constructed.parquet"] * n, "source_row": np.arange(n),
         "m_staging__status": ["ok"] * n, "m_staging__stage": np.where(right, "M1", "M0"),

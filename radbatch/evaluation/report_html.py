@@ -147,11 +147,12 @@ def _calibration_section(task: str, label: str, calib: dict, out: Path) -> str:
     parts.append(_table(header, rows))
     if calib["raw"]["items"]:
         name = f"{task}_reliability_{label}.png"
-        charts.reliability(out / name, f"{task}: reliability (run {label})",
+        run = "" if label == "run" else f" (run {label})"
+        charts.reliability(out / name, f"{task}: reliability{run}",
                            {k: v["reliability"] for k, v in versions.items()})
         parts.append(_img(out, name, f"{task} reliability diagram, run {label}"))
         name = f"{task}_risk_coverage_{label}.png"
-        charts.risk_coverage(out / name, f"{task}: risk-coverage (run {label})",
+        charts.risk_coverage(out / name, f"{task}: risk-coverage{run}",
                              {"raw": calib["raw"]["risk_coverage"]}, target)
         parts.append(_img(out, name, f"{task} risk-coverage curve, run {label}"))
     return "".join(parts)
