@@ -24,7 +24,8 @@ from radbatch.review.export import CSV_COMMENT
 from test_confidence_eval import write_table
 
 CHROMIUM = Path("/usr/bin/chromium")
-TEXT = "Report {i}: <b>nodes</b> & \"quotes\" </pre><script>document.title='pwned'</script>"
+TEXT = ("Report {i}: <b>nodes</b> & \"quotes\" </pre><script>document.title='pwned'</script>\n"
+        "# a line starting like a CSV comment,\nM1?")
 
 
 def annotated(tmp_path: Path) -> Path:
@@ -287,3 +288,37 @@ def test_answers_chosen_in_the_html_page_import_as_gold(tmp_path):
     table = pq.read_table(reviewed)
     assert table.column("source_row").to_pylist() == [1, 5]
     assert table.column("gold__m_staging__stage").to_pylist() == ["M0", "M1"]
+
+
+def test_review_end_to_end_on_real_annotate_output(tmp_path):
+    """Real `radbatch annotate` (llama.cpp, embedded model) on 8 reports, m_staging only. Until annotate
+    writes confidences, a constructed m_staging__confidence column is added (row i: 0.3 + 0.08 i); once it
+    does, the real column is used as is. Then review -> Label Studio export -> import -> eval."""
+    from conftest import run_cli, write_reports
+
+    reports = write_reports(tmp_path / "reports.parquet")
+    out = tmp_path / "out.parquet"
+    res = run_cli("annotate", reports, "-o", out, "--tasks", "m_staging", "--workers", "1", "--threads", "1", "-q")
+    assert res.returncode == 0, res.stderr[-2000:]
+    table = pq.read_table(out)
+    column = confidence_column("m_staging")
+    if column not in table.column_names:
+        import pyarrow as pa
+        table = table.append_column(column, pa.array([0.3 + 0.08 * i for i in range(table.num_rows)], pa.float64()))
+        pq.write_table(table, out)
+    queue = tmp_path / "queue"
+    res = run_cli("review", out, "--head", "m_staging", "--lowest", "3", "-o", queue)
+    assert res.returncode == 0, res.stderr
+    tasks = json.loads((queue / "labelstudio_tasks.json").read_text())
+    assert len(tasks) == 3 and all(t["data"]["text"] in [r["report_text"] for r in table.to_pylist()] for t in tasks)
+    rows = [t["data"]["source_row"] for t in tasks]
+    export = tmp_path / "export.json"
+    export.write_text(json.dumps(label_studio_export(tasks, {rows[0]: "M0", rows[1]: "M1", rows[2]: "M0"})))
+    reviewed = tmp_path / "reviewed.parquet"
+    res = run_cli("review-import", export, "--annotated", out, "-o", reviewed)
+    assert res.returncode == 0, res.stderr
+    gold = pq.read_table(reviewed).column("gold__m_staging__stage").to_pylist()
+    assert sorted(gold) == ["M0", "M0", "M1"]
+    res = run_cli("eval", reviewed, "--target-precision", "0.9")
+    assert res.returncode == 0, res.stderr
+    assert "m_staging: 3 scored of 3 labelled" in res.stdout and "confidence (raw)" in res.stdout

@@ -50,8 +50,9 @@ def read_answers(path: Path) -> list[Answer]:
 
 
 def _csv(path: Path, text: str) -> list[Answer]:
-    lines = [line for line in text.splitlines() if not line.startswith("#")]
-    reader = csv.DictReader(io.StringIO("\n".join(lines)))
+    while text.startswith("#"):  # the notice line(s) above the header; report text below may hold '#' lines
+        text = text.split("\n", 1)[1] if "\n" in text else ""
+    reader = csv.DictReader(io.StringIO(text, newline=""))
     need = {"head", *KEYS}
     missing = need - set(reader.fieldnames or [])
     if missing:
