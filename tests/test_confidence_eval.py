@@ -157,3 +157,12 @@ def test_abnormality_items_are_cells_with_their_own_confidence(tmp_path):
     # 4 rows x 2 labels with confidences: edema right 4/4 at 0.9; atelectasis right 2/4 (null = not mentioned)
     assert calib["raw"]["items"] == 8 and calib["raw"]["accuracy"] == pytest.approx(6 / 8)
     assert calib["raw"]["threshold"]["threshold"] == 0.9 and calib["raw"]["threshold"]["coverage"] == 0.5
+
+
+def test_target_precision_without_confidence_columns_says_so(tmp_path):
+    path = tmp_path / "plain.parquet"
+    write_table(path, [{"source_file": "a", "source_row": 0, "m_staging__status": "ok", "m_staging__stage": "M0",
+                        "gold__m_staging__stage": "M0"}])
+    result = evaluate([path], settings=Settings(resamples=10), target_precision=0.9)
+    assert result.runs[0].heads["m_staging"].calibration == {}
+    assert any("no evaluated head has confidence columns" in n for n in result.runs[0].join.notes)
