@@ -94,6 +94,8 @@ def test_label_studio_files_follow_the_task_import_format(tmp_path):
                                "value": {"choices": ["M1"]}}]
     config = (out / "labelstudio_config.xml").read_text()
     assert '<Text name="report" value="$text"/>' in config
+    assert '<Header value="$model_line" size="5"/>' in config
+    assert tasks[1]["data"]["model_line"] == "Model: M1 (confidence 0.4000)"
     assert re.findall(r'<Choice value="([^"]+)"/>', config) == ["M0", "M1"]
     assert '<Choices name="answer" toName="report" choice="single"' in config
 

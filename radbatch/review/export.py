@@ -88,7 +88,8 @@ def labelstudio_tasks(head: ReviewHead, items: list[Item]) -> list[dict]:
         task = {"data": {"text": it.text, "radbatch_head": head.task, "radbatch_rank": it.rank,
                          "source_file": it.source_file, "source_row": it.source_row, "report_id": it.report_id,
                          "model_answer": _model_summary(head, it),
-                         "confidence": _fmt(it.confidence) or "none"}}
+                         "confidence": _fmt(it.confidence) or "none",
+                         "model_line": f"Model: {_model_summary(head, it)} (confidence {_fmt(it.confidence) or 'none'})"}}
         result = [{"id": f"r{it.rank}_{c.name}", "from_name": c.name, "to_name": TO_NAME, "type": "choices",
                    "value": {"choices": [it.model[c.name]]}} for c in head.controls if it.model[c.name]]
         if result:
@@ -102,7 +103,7 @@ def labelstudio_config(head: ReviewHead) -> str:
     q = lambda s: html.escape(str(s), quote=True)  # noqa: E731
     parts = ["<View>",
              f'  <Header value="radbatch review: {q(head.task)}. This task holds report text (patient data)."/>',
-             '  <Header value="Model: $model_answer (confidence $confidence)" size="5"/>',
+             '  <Header value="$model_line" size="5"/>',  # Header takes static text or one data field
              f'  <Text name="{TO_NAME}" value="$text"/>']
     for c in head.controls:
         if head.multi:
