@@ -324,3 +324,12 @@ def test_review_end_to_end_on_real_annotate_output(tmp_path):
     res = run_cli("eval", reviewed, "--target-precision", "0.9")
     assert res.returncode == 0, res.stderr
     assert "m_staging: 3 scored of 3 labelled" in res.stdout and "confidence (raw)" in res.stdout
+
+
+def test_importing_the_review_commands_stays_light():
+    import sys
+
+    code = ("import sys, radbatch.cli, radbatch.review.command; "
+            "print(sorted(m for m in ('numpy', 'polars', 'pyarrow', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
