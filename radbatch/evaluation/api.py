@@ -52,7 +52,8 @@ def evaluate(predictions: list[Path], gold: Path | None = None, id_column: str |
     if not any(run.heads for run in runs):
         reasons = "; ".join(f"{task}: {why}" for run in runs for task, why in run.skipped.items())
         raise EvalError(f"nothing to evaluate: no head has both gold and prediction columns ({reasons}).")
-    if (target_precision is not None or temperatures) and not any(h.calibration for r in runs for h in r.heads.values()):
+    with_confidence = any(h.calibration for r in runs for h in r.heads.values())
+    if (target_precision is not None or temperatures) and not with_confidence:
         runs[0].join.notes.append("--target-precision / --calibration: no evaluated head has confidence columns "
                                   "(<task>__confidence); nothing to threshold or calibrate.")
     comparison = _compare(specs, [rows for _, rows in scored], settings) if len(runs) == 2 else None

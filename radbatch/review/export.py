@@ -15,7 +15,7 @@ import io
 import json
 from pathlib import Path
 
-from .answers import ReviewHead
+from .answers import NOT_MENTIONED, ReviewHead
 from .files import NOTICE, private_dir, write_private
 from .queue import Item
 
@@ -78,7 +78,8 @@ def _model_summary(head: ReviewHead, it: Item) -> str:
     if it.status != "ok":
         return f"no answer ({it.status})"
     if head.multi:
-        return "; ".join(f"{c.title}: {it.model[c.name]}" for c in head.controls if it.model[c.name] not in (None, "not_mentioned"))
+        mentioned = [c for c in head.controls if it.model[c.name] not in (None, NOT_MENTIONED)]
+        return "; ".join(f"{c.title}: {it.model[c.name]}" for c in mentioned) or NOT_MENTIONED
     return it.model["answer"] or "(output matches no choice)"
 
 
@@ -89,7 +90,8 @@ def labelstudio_tasks(head: ReviewHead, items: list[Item]) -> list[dict]:
                          "source_file": it.source_file, "source_row": it.source_row, "report_id": it.report_id,
                          "model_answer": _model_summary(head, it),
                          "confidence": _fmt(it.confidence) or "none",
-                         "model_line": f"Model: {_model_summary(head, it)} (confidence {_fmt(it.confidence) or 'none'})"}}
+                         "model_line": (f"Model: {_model_summary(head, it)} "
+                                        f"(confidence {_fmt(it.confidence) or 'none'})")}}
         result = [{"id": f"r{it.rank}_{c.name}", "from_name": c.name, "to_name": TO_NAME, "type": "choices",
                    "value": {"choices": [it.model[c.name]]}} for c in head.controls if it.model[c.name]]
         if result:
@@ -120,7 +122,8 @@ def labelstudio_config(head: ReviewHead) -> str:
 STYLE = """body{font-family:sans-serif;max-width:1000px;margin:1.5em auto;color:#222}
 .notice{background:#fff3cd;border:1px solid #e0c36a;padding:.6em 1em}
 .item{border:1px solid #ccc;border-radius:4px;margin:1em 0;padding:.6em 1em}
-.item h2{font-size:1.05em;margin:.2em 0}pre{white-space:pre-wrap;background:#f6f6f6;padding:.6em;max-height:24em;overflow:auto}
+.item h2{font-size:1.05em;margin:.2em 0}
+pre{white-space:pre-wrap;background:#f6f6f6;padding:.6em;max-height:24em;overflow:auto}
 label{display:inline-block;margin:.2em 1.2em .2em 0}.conf{font-weight:bold}"""
 
 SCRIPT = """<script>
