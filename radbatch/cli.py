@@ -232,6 +232,11 @@ def _register_optional() -> None:
     from .sample.command import sample
     cli.add_command(sample)
     cli.add_command(eval_command, name="eval")
+    from .evaluation.command import calibrate_command
+    from .review.command import review, review_import
+    cli.add_command(calibrate_command, name="calibrate")
+    cli.add_command(review)
+    cli.add_command(review_import)
     from .finetune_command import finetune  # click only; torch loads when the command runs
     cli.add_command(finetune)
 

@@ -8,6 +8,8 @@ import numpy as np
 import polars as pl
 
 from .bootstrap import estimate, paired_difference
+from .calibration import apply_temperature, summary
+from .confidence import confidence_items, has_confidence
 from .errors import EvalError
 from .heads import HEADS, head, scored_rows
 from .joins import GoldTable, gold_table, join, read_parquet
@@ -18,13 +20,18 @@ from .task_specs import TaskSpec, load_specs
 
 def evaluate(predictions: list[Path], gold: Path | None = None, id_column: str | None = None,
              report_dir: Path | None = None, tasks: list[str] | None = None,
-             settings: Settings = Settings()) -> EvalResult:
+             settings: Settings = Settings(), target_precision: float | None = None,
+             temperatures: dict[str, float] | None = None) -> EvalResult:
     """Score 1 run, or 2 runs plus their paired differences (b - a).
 
     gold: a file with gold__<task>__<field> columns; None = those columns of the first predictions file.
     id_column: None joins on (source_file, source_row) when both files have them, else on report_id;
     a name forces a join on that column. report_dir: also write report.html, charts and metrics.json there.
+    target_precision: for heads with confidence columns, find the lowest threshold reaching it on the gold.
+    temperatures: task -> temperature (calibration.read_calibration); shows calibration before and after.
     """
+    if target_precision is not None and not 0 < target_precision <= 1:
+        raise EvalError(f"--target-precision must be in (0, 1], got {target_precision}.")
     predictions = [Path(p) for p in predictions]
     if not 1 <= len(predictions) <= 2:
         raise EvalError(f"give 1 predictions file, or 2 to compare runs; got {len(predictions)}.")
@@ -35,7 +42,8 @@ def evaluate(predictions: list[Path], gold: Path | None = None, id_column: str |
     gold_src = gold_table(predictions[0], frames[0], Path(gold) if gold else None, id_column)
     wanted = _tasks(gold_src.all_columns, tasks, specs)
     labels = ["run"] if len(predictions) == 1 else ["a", "b"]
-    scored = [_score_run(label, path, frame, gold_src, id_column, wanted, specs, settings)
+    calib = (target_precision, temperatures or {})
+    scored = [_score_run(label, path, frame, gold_src, id_column, wanted, specs, settings, calib)
               for label, path, frame in zip(labels, predictions, frames)]
     runs = [run for run, _ in scored]
     unknown = [c for c in gold_src.all_columns if c.startswith(GOLD_PREFIX) and c not in _declared_gold(specs)]
@@ -44,6 +52,10 @@ def evaluate(predictions: list[Path], gold: Path | None = None, id_column: str |
     if not any(run.heads for run in runs):
         reasons = "; ".join(f"{task}: {why}" for run in runs for task, why in run.skipped.items())
         raise EvalError(f"nothing to evaluate: no head has both gold and prediction columns ({reasons}).")
+    with_confidence = any(h.calibration for r in runs for h in r.heads.values())
+    if (target_precision is not None or temperatures) and not with_confidence:
+        runs[0].join.notes.append("--target-precision / --calibration: no evaluated head has confidence columns "
+                                  "(<task>__confidence); nothing to threshold or calibrate.")
     comparison = _compare(specs, [rows for _, rows in scored], settings) if len(runs) == 2 else None
     result = EvalResult(settings, runs, comparison)
     if report_dir is not None:
@@ -55,7 +67,8 @@ def evaluate(predictions: list[Path], gold: Path | None = None, id_column: str |
 
 
 def _score_run(label: str, path: Path, frame: pl.DataFrame, gold_src: GoldTable, id_column: str | None, wanted: list[str],
-               specs: dict[str, TaskSpec], settings: Settings) -> tuple[RunResult, dict[str, HeadRows]]:
+               specs: dict[str, TaskSpec], settings: Settings,
+               calib: tuple[float | None, dict[str, float]] = (None, {})) -> tuple[RunResult, dict[str, HeadRows]]:
     table, report = join(path, frame, gold_src, id_column)
     run, rows_by_task = RunResult(label, report, {}), {}
     for task in wanted:
@@ -66,7 +79,20 @@ def _score_run(label: str, path: Path, frame: pl.DataFrame, gold_src: GoldTable,
         rows, counts = scored_rows(table, specs[task])
         rows_by_task[task] = rows
         run.heads[task] = _head_result(specs[task], rows, counts, settings)
+        if has_confidence(specs[task], frame.columns):
+            run.heads[task].calibration = _calibration(table, specs[task], *calib)
     return run, rows_by_task
+
+
+def _calibration(table: pl.DataFrame, spec: TaskSpec, target: float | None, temperatures: dict[str, float]) -> dict:
+    items = confidence_items(table, spec)
+    out = {"scored_items": items.scored, "without_confidence": items.without_confidence,
+           "raw": summary(items.confidence, items.correct, target)}
+    if spec.id in temperatures:
+        t = temperatures[spec.id]
+        out["temperature"] = t
+        out["calibrated"] = summary(apply_temperature(items.confidence, t), items.correct, target)
+    return out
 
 
 def _declared_gold(specs: dict[str, TaskSpec]) -> dict[str, str]:
@@ -110,3 +136,34 @@ def _compare(specs: dict[str, TaskSpec], scored: list[dict[str, HeadRows]], sett
         out[task] = paired_difference(blocks[0], blocks[1], settings, task)
     return out
 
+
+
+def calibrate(dev: Path, output: Path, gold: Path | None = None, id_column: str | None = None,
+              tasks: list[str] | None = None) -> dict:
+    """Fit a temperature per head with confidences on an annotated dev file with gold; write `output`.
+
+    Returns task -> calibration.Temperature. The dev file must not be the file the thresholds are later
+    judged on, or the after-figures flatter the calibration.
+    """
+    from .calibration import Temperature, fit_temperature, nll, write_calibration
+
+    specs = load_specs()
+    frame = read_parquet(Path(dev), "dev", id_column)
+    gold_src = gold_table(Path(dev), frame, Path(gold) if gold else None, id_column)
+    table, _ = join(Path(dev), frame, gold_src, id_column)
+    wanted = [t for t in _tasks(gold_src.all_columns, tasks, specs) if has_confidence(specs[t], frame.columns)]
+    if not wanted:
+        raise EvalError(f"'{dev}' has no head with both gold and confidence columns (<task>__confidence); "
+                        "annotate it with a radbatch that writes confidences, and add gold.")
+    fitted = {}
+    for task in wanted:
+        items = confidence_items(table, specs[task])
+        if not items.confidence.size:
+            continue
+        t = fit_temperature(items.confidence, items.correct)
+        fitted[task] = Temperature(t, int(items.confidence.size), nll(items.confidence, items.correct),
+                                   nll(apply_temperature(items.confidence, t), items.correct))
+    if not fitted:
+        raise EvalError(f"no scored row of '{dev}' has a confidence; nothing to fit.")
+    write_calibration(Path(output), fitted, Path(dev).name)
+    return fitted

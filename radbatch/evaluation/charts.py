@@ -93,3 +93,54 @@ def differences(path: Path, title: str, diffs: dict[str, DiffResult]) -> None:
     ax.set_xlabel("b - a (95% paired bootstrap CI); green = interval excludes 0")
     ax.set_title(title, fontsize=10)
     fig.savefig(path, dpi=100)
+
+
+CURVE_COLOURS = ["#4C72B0", "#DD8452", "#55A868", "#C44E52"]
+
+
+def reliability(path: Path, title: str, curves: dict[str, list[dict]]) -> None:
+    """Accuracy against mean confidence per bin (calibration.ece bins); the diagonal is perfect calibration.
+    Marker area grows with the bin's item count."""
+    fig = Figure(figsize=(4.6, 4.4), layout="constrained")
+    ax = fig.subplots()
+    ax.plot([0, 1], [0, 1], color="#999999", linestyle="--", linewidth=1, label="perfect calibration")
+    for colour, (label, bins) in zip(CURVE_COLOURS, curves.items()):
+        used = [b for b in bins if b["count"]]
+        total = max(sum(b["count"] for b in used), 1)
+        x = [b["confidence"] for b in used]
+        y = [b["accuracy"] for b in used]
+        ax.plot(x, y, marker="o", color=colour, label=label, linewidth=1.2, markersize=3)
+        ax.scatter(x, y, s=[20 + 300 * b["count"] / total for b in used], color=colour, alpha=0.35)
+    ax.set_xlim(0, 1.02)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("mean confidence in bin (10 equal-width bins)")
+    ax.set_ylabel("accuracy in bin")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.savefig(path, dpi=100)
+
+
+def risk_coverage(path: Path, title: str, curves: dict[str, list[dict]], threshold: dict | None = None) -> None:
+    """Accuracy of the most confident x% of items against x; with a target precision, its line and the
+    coverage the chosen threshold leaves."""
+    fig = Figure(figsize=(5.6, 4.0), layout="constrained")
+    ax = fig.subplots()
+    for colour, (label, points) in zip(CURVE_COLOURS, curves.items()):
+        ax.step([100 * p["coverage"] for p in points], [p["accuracy"] for p in points], where="post",
+                color=colour, label=label, linewidth=1.5)
+    if threshold is not None:
+        target = threshold["target_precision"]
+        ax.axhline(target, color="#C44E52", linestyle=":", linewidth=1, label=f"target precision {target:g}")
+        if threshold["status"] == "reached":
+            cov = 100 * threshold["coverage"]
+            ax.axvline(cov, color="#C44E52", linewidth=1,
+                       label=f"confidence >= {threshold['threshold']:.3f}: {cov:.0f}% accepted")
+    ax.set_xlim(0, 100)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("coverage: most confident x% of rows accepted")
+    ax.set_ylabel("accuracy of the accepted rows")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower left")
+    fig.savefig(path, dpi=100)

@@ -34,8 +34,14 @@ def _tasks(value: str | None) -> list[str] | None:
 @click.option("--json", "json_path", type=click.Path(path_type=Path, dir_okay=False),
               help="Write all figures to this metrics.json file.")
 @click.option("--tasks", "tasks_text", help="Comma-separated heads to evaluate (default: every head with gold).")
+@click.option("--target-precision", type=click.FloatRange(0, 1, min_open=True),
+              help="For heads with confidence columns: the lowest confidence threshold whose accepted rows reach "
+                   "this precision on the gold, e.g. 0.98, and the coverage it leaves.")
+@click.option("--calibration", "calibration_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="calibration.toml from `radbatch calibrate`: also show calibration after temperature scaling.")
 def eval_command(predictions: tuple[Path, ...], gold: Path | None, id_column: str | None, report_dir: Path | None,
-                 json_path: Path | None, tasks_text: str | None) -> None:
+                 json_path: Path | None, tasks_text: str | None, target_precision: float | None,
+                 calibration_file: Path | None) -> None:
     """Score annotated PREDICTIONS against gold labels with the RadLite metrics.
 
     Give one Parquet file to evaluate it, or two (A B) to also get the paired differences B - A.
@@ -48,7 +54,14 @@ def eval_command(predictions: tuple[Path, ...], gold: Path | None, id_column: st
     from .table_text import format_table
 
     try:
-        result = evaluate(list(predictions), gold, id_column, report_dir, tasks)
+        temperatures = None
+        if calibration_file is not None:
+            from .calibration import read_calibration
+            from .confidence import CONFIDENCE_TASKS
+
+            temperatures = read_calibration(calibration_file, CONFIDENCE_TASKS)
+        result = evaluate(list(predictions), gold, id_column, report_dir, tasks,
+                          target_precision=target_precision, temperatures=temperatures)
         if json_path is not None:
             result.write_json(json_path)
     except EvalError as exc:
@@ -59,6 +72,39 @@ def eval_command(predictions: tuple[Path, ...], gold: Path | None, id_column: st
     click.echo(format_table(result), nl=False)
     if report_dir is not None:
         click.echo(f"report: {report_dir / 'report.html'}")
+
+
+
+@click.command("calibrate")
+@click.argument("dev", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(path_type=Path, dir_okay=False),
+              help="calibration.toml to write (one temperature per head with confidences).")
+@click.option("--gold", type=click.Path(path_type=Path, dir_okay=False),
+              help="Parquet file with gold__<task>__<field> columns (default: those in DEV).")
+@click.option("--id-column", default=None, help="Join DEV and --gold on this column (as in `radbatch eval`).")
+@click.option("--tasks", "tasks_text", help="Comma-separated heads (default: every head with gold and confidences).")
+def calibrate_command(dev: Path, output: Path, gold: Path | None, id_column: str | None,
+                      tasks_text: str | None) -> None:
+    """Fit a per-head temperature for the confidence columns on an annotated DEV file with gold.
+
+    Only the chosen answer's probability is stored, so the temperature is fitted on "the answer is right"
+    (binary NLL over logit(confidence) / T); see docs/evaluation.md. Judge it on another file:
+    `radbatch eval TEST --calibration FILE`.
+    """
+    tasks = _tasks(tasks_text)
+    from .api import calibrate
+    from .errors import EvalError
+
+    try:
+        fitted = calibrate(dev, output, gold, id_column, tasks)
+    except EvalError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except OSError as exc:
+        raise click.ClickException(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}.") from exc
+    for task, t in fitted.items():
+        click.echo(f"{task:<24} temperature {t.temperature:.3f}  NLL {t.nll_before:.3f} -> {t.nll_after:.3f}  "
+                   f"({t.items} items)")
+    click.echo(f"Wrote {output}")
 
 
 if __name__ == "__main__":

@@ -118,6 +118,43 @@ def _head_section(task: str, runs: list[RunResult], out: Path) -> str:
             charts.confusion_grid(out / name, f"{task} confusion ({label}; rows = gold)", matrices)
             parts.append(_img(out, name, f"{task} confusion matrices, run {label}"))
         parts.append(f"<details><summary>all figures, run {_e(label)}</summary>{_metrics_table(h)}</details>")
+    for label, h in heads.items():
+        if h.calibration:
+            parts.append(_calibration_section(task, label, h.calibration, out))
+    return "".join(parts)
+
+
+def _calibration_section(task: str, label: str, calib: dict, out: Path) -> str:
+    """ECE, reliability diagram, risk-coverage curve and the target-precision threshold (raw and, with a
+    calibration file, after temperature scaling)."""
+    versions = {"raw": calib["raw"]}
+    if "calibrated" in calib:
+        versions[f"temperature {calib['temperature']:.3g}"] = calib["calibrated"]
+    parts = [f"<h3>{_e(task)}: confidence and calibration (run {_e(label)})</h3>",
+             f"<p>{calib['raw']['items']} scored items with a confidence; {calib['without_confidence']} without one "
+             "(error, truncated, missing) are left out of these figures.</p>"]
+    rows = []
+    for name, v in versions.items():
+        t = v.get("threshold")
+        reach = "-" if t is None else (f"confidence >= {t['threshold']:.4f}: coverage {t['coverage']:.1%} "
+                                       f"({t['accepted']} of {t['items']}), precision {t['precision']:.3f}"
+                                       if t["status"] == "reached" else t["status"])
+        rows.append([name, v["items"], _num(v["accuracy"]), _num(v["mean_confidence"]), _num(v["ece"]),
+                     _num(v["nll"]), reach])
+    target = calib["raw"].get("threshold")
+    header = ["confidence", "items", "accuracy", "mean confidence", "ECE (10 bins)", "NLL",
+              f"threshold for precision {target['target_precision']:g}" if target else "threshold"]
+    parts.append(_table(header, rows))
+    if calib["raw"]["items"]:
+        name = f"{task}_reliability_{label}.png"
+        run = "" if label == "run" else f" (run {label})"
+        charts.reliability(out / name, f"{task}: reliability{run}",
+                           {k: v["reliability"] for k, v in versions.items()})
+        parts.append(_img(out, name, f"{task} reliability diagram, run {label}"))
+        name = f"{task}_risk_coverage_{label}.png"
+        charts.risk_coverage(out / name, f"{task}: risk-coverage{run}",
+                             {"raw": calib["raw"]["risk_coverage"]}, target)
+        parts.append(_img(out, name, f"{task} risk-coverage curve, run {label}"))
     return "".join(parts)
 
 

@@ -47,6 +47,7 @@ class HeadResult:
     counts: dict[str, int]
     metrics: dict[str, FigureResult] = field(default_factory=dict)
     extras: dict = field(default_factory=dict)   # confusion matrices, error severity counts
+    calibration: dict = field(default_factory=dict)  # heads with confidence columns: calibration.summary() + counts
 
 
 @dataclass

@@ -58,6 +58,25 @@ def _head_lines(h: HeadResult) -> list[str]:
     lines = [_counts_line(h), f"  {'metric':<{width}}  {'value':>6}  {'95% CI':<14}  {'n':>5}  baseline"]
     for key, f in rows:
         lines.append(_figure_line(key, f, width))
+    lines += _calibration_lines(h.calibration)
+    return lines
+
+
+def _calibration_lines(calib: dict) -> list[str]:
+    if not calib:
+        return []
+    lines = []
+    versions = [("raw", calib["raw"])] + ([(f"T={calib['temperature']:.3g}", calib["calibrated"])]
+                                          if "calibrated" in calib else [])
+    for name, v in versions:
+        line = (f"  confidence ({name}): {v['items']} items, ECE {_num(v['ece'])}, mean confidence "
+                f"{_num(v['mean_confidence'])}, accuracy {_num(v['accuracy'])}")
+        t = v.get("threshold")
+        if t is not None:
+            line += (f"; precision {t['target_precision']:g}: "
+                     + (f"confidence >= {t['threshold']:.4f} accepts {t['accepted']} ({t['coverage']:.1%})"
+                        if t["status"] == "reached" else t["status"]))
+        lines.append(line)
     return lines
 
 
