@@ -14,6 +14,7 @@ import pytest
 
 from radbatch.errors import InputError, RecipeError
 from radbatch.rules import HEADS, source_sha256
+from radbatch.rules import rads
 from radbatch.rules.chexpert import LABELS, answer, label_report
 from conftest import REPO, run_cli, write_reports
 
@@ -132,6 +133,34 @@ def test_answer_text_is_what_the_head_parser_reads():
     assert tuple(name for name, _ in head.recipe.answer.labels) == LABELS
 
 
+# --- RADS categories stated in the report ------------------------------------------------------------------
+
+def test_stated_rads_categories_in_their_usual_spellings():
+    cases = {
+        "Assessment: BI-RADS category 4A, suspicious abnormality. Biopsy recommended.": "BI-RADS 4A",
+        "Right thyroid nodule, ACR TI-RADS TR3 (3 points).": "TI-RADS TR3",
+        "Segment 8 observation measuring 2.4 cm: LR-5.": "LI-RADS LR-5",
+        "Treated observation without residual enhancement, LI-RADS treatment response: LR-TR nonviable.":
+            "LI-RADS LR-TR nonviable",
+        "Left peripheral zone lesion, PI-RADS v2.1 score 4.": "PI-RADS 4",
+        "Unilocular smooth cyst, O-RADS US 2.": "O-RADS 2",
+        "Overall: CAD-RADS 2.0 category 4A.": "CAD-RADS 4A",
+        "Post-treatment neck: NI-RADS 2a at the primary site.": "NI-RADS 2a",
+        "Solid nodule 7 mm. Lung-RADS category 3; 6-month LDCT.": "Lung-RADS 3",
+        "Bladder tumour with intact muscularis propria (VI-RADS 2).": "VI-RADS 2",
+    }
+    for text, expected in cases.items():
+        assert rads.answer(text) == expected, text
+
+
+def test_rads_reads_only_what_is_stated_and_the_final_assessment_wins():
+    assert rads.answer("Heterogeneously dense breasts. No suspicious findings.") == "No applicable RADS"
+    assert rads.answer("Solid hypoechoic nodule, taller than wide, 11 points.") == "No applicable RADS"
+    assert rads.answer("Prior study was BI-RADS 3. IMPRESSION: Stable finding, now BI-RADS 2.") == "BI-RADS 2"
+    assert rads.answer("Aorta measures 4.5 cm; Lung-RADS 2.") == "Lung-RADS 2"
+    assert rads.answer("BI-RADS 7.") == "No applicable RADS"  # not a category of the system
+
+
 # --- the member in models.toml, the plan, annotate, route -----------------------------------------------
 
 def _models(tmp_path: Path, extra: str = "") -> Path:
@@ -209,8 +238,8 @@ def test_a_head_the_rules_do_not_serve_is_refused_before_work(tmp_path: Path):
     out = tmp_path / "out.parquet"
     res = run_cli("annotate", src, "-o", out, "--models-file", _models(tmp_path), "--model", "rules", "-q")
     assert res.returncode == 2
-    assert "model 'rules' is a rules member and serves only abnormality_detection; it cannot serve " \
-           "rads_assignment" in res.stderr
+    assert "model 'rules' is a rules member and serves only abnormality_detection, rads_assignment; it cannot " \
+           "serve impression_generation, temporal_comparison" in res.stderr
     assert not out.exists()
     res = run_cli("annotate", src, "-o", out, "--models-file", _models(tmp_path), "--routing-file",
                   _routing(tmp_path, "lm", rest="rules"), "--tasks", "m_staging", "-q")
@@ -226,7 +255,7 @@ def test_recipes_validate_refuses_a_routing_file_sending_a_head_the_rules_do_not
         'm_staging = "smollm2-ft-a"', 'm_staging = "rules"'))
     with pytest.raises(RecipeError) as exc:
         validate_all(root)
-    assert "route m_staging -> 'rules', a rules member that serves only abnormality_detection" in str(exc.value)
+    assert "route m_staging -> 'rules', a rules member that serves only abnormality_detection, rads_assignment" in str(exc.value)
 
 
 def test_models_command_lists_the_rules_member_with_the_hash_of_its_sources():
@@ -234,7 +263,7 @@ def test_models_command_lists_the_rules_member_with_the_hash_of_its_sources():
     assert res.returncode == 0, res.stderr
     block = res.stdout.split("\nrules: ", 1)[1]
     assert f"sha256: {source_sha256()} (source files)" in block
-    assert "can serve: abnormality_detection" in block and "licence: Apache-2.0" in block
+    assert "can serve: abnormality_detection, rads_assignment" in block and "licence: Apache-2.0" in block
 
 
 def test_route_takes_the_rules_member_as_a_candidate_and_only_for_its_heads(tmp_path: Path):
@@ -247,7 +276,7 @@ def test_route_takes_the_rules_member_as_a_candidate_and_only_for_its_heads(tmp_
     assert _choose("radiology_qa", ["lm"], scores, {"lm": 10}).model == "lm"
     # With the rules member as the only candidate, the heads it cannot serve are named before any dev run.
     src = write_reports(tmp_path / "dev.parquet", n=2)
-    with pytest.raises(InputError, match="no candidate model can serve rads_assignment"):
+    with pytest.raises(InputError, match="no candidate model can serve impression_generation"):
         route(AnnotateOptions((str(src),), "", quiet=True), _models(tmp_path), tmp_path / "work", ["rules"])
     assert not (tmp_path / "work" / "dev-rules.parquet").exists()
 

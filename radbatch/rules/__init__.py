@@ -15,13 +15,14 @@ import hashlib
 from pathlib import Path
 from typing import Callable
 
-from . import chexpert
+from . import chexpert, rads
 
 KIND = "rules"
 SOURCE_DIR = Path(__file__).resolve().parent
 # head (task id) -> answer function (primary input text -> answer text in the head's format)
 HEADS: dict[str, Callable[[str], str]] = {
     "abnormality_detection": chexpert.answer,
+    "rads_assignment": rads.answer,
 }
 
 
@@ -54,5 +55,12 @@ def check_recipe(recipe) -> list[str]:
                             f"({', '.join(chexpert.LABELS)})")
         if not {"positive", "negative", "uncertain"} <= values or recipe.answer.none_text != chexpert.NONE_TEXT:
             problems.append("its values / none_text differ from positive, negative, uncertain / None")
+        return problems
+    if recipe.id == "rads_assignment":
+        systems = dict(recipe.answer.systems)
+        missing = [f"{s} {c}" for s, cats in rads.VALID.items() for c in cats if c not in systems.get(s, ())]
+        problems = [f"its systems lack {', '.join(missing)}"] if missing else []
+        if recipe.answer.none_text != rads.NONE_TEXT:
+            problems.append(f"its none_text is not {rads.NONE_TEXT!r}")
         return problems
     return []
