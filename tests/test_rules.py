@@ -14,7 +14,7 @@ import pytest
 
 from radbatch.errors import InputError, RecipeError
 from radbatch.rules import HEADS, source_sha256
-from radbatch.rules import rads
+from radbatch.rules import rads, staging
 from radbatch.rules.chexpert import LABELS, answer, label_report
 from conftest import REPO, run_cli, write_reports
 
@@ -161,6 +161,25 @@ def test_rads_reads_only_what_is_stated_and_the_final_assessment_wins():
     assert rads.answer("BI-RADS 7.") == "No applicable RADS"  # not a category of the system
 
 
+# --- M stage from asserted distant metastases --------------------------------------------------------------
+
+def test_m_stage_from_asserted_negated_and_hedged_distant_metastases():
+    assert staging.m_stage("FINDINGS: Multiple hypoenhancing hepatic metastases, the largest 2.1 cm.") == "M1"
+    assert staging.m_stage("Sclerotic osseous metastases in T10 and the left iliac bone.") == "M1"
+    assert staging.m_stage("Nodular omental thickening compatible with peritoneal carcinomatosis.") == "M1"
+    assert staging.m_stage("No evidence of distant metastatic disease. Liver and adrenals are normal.") == "M0"
+    assert staging.m_stage("Enlarged necrotic mesenteric lymph node consistent with nodal metastasis.") == "M0"
+    assert staging.m_stage("A 6 mm hepatic hypodensity is too small to characterise; possible metastasis.") == "M0"
+    assert staging.m_stage("Subcentimetre pulmonary nodules; pulmonary metastases cannot be excluded.") == "M0"
+
+
+def test_m_stage_reads_a_stated_tnm_category_and_skips_the_history():
+    assert staging.m_stage("IMPRESSION: Rectal carcinoma, staged cT3 N1 M0.") == "M0"
+    assert staging.m_stage("IMPRESSION: Findings in keeping with stage M1b disease.") == "M1"
+    report = "HISTORY: Colon cancer with liver metastases, resected.\n\nFINDINGS: No new hepatic lesion."
+    assert staging.m_stage(report) == "M0"
+
+
 # --- the member in models.toml, the plan, annotate, route -----------------------------------------------
 
 def _models(tmp_path: Path, extra: str = "") -> Path:
@@ -238,12 +257,12 @@ def test_a_head_the_rules_do_not_serve_is_refused_before_work(tmp_path: Path):
     out = tmp_path / "out.parquet"
     res = run_cli("annotate", src, "-o", out, "--models-file", _models(tmp_path), "--model", "rules", "-q")
     assert res.returncode == 2
-    assert "model 'rules' is a rules member and serves only abnormality_detection, rads_assignment; it cannot " \
-           "serve impression_generation, temporal_comparison" in res.stderr
+    assert "model 'rules' is a rules member and serves only abnormality_detection, rads_assignment, " \
+           "m_staging; it cannot serve impression_generation, temporal_comparison" in res.stderr
     assert not out.exists()
     res = run_cli("annotate", src, "-o", out, "--models-file", _models(tmp_path), "--routing-file",
-                  _routing(tmp_path, "lm", rest="rules"), "--tasks", "m_staging", "-q")
-    assert res.returncode == 2 and "cannot serve m_staging" in res.stderr
+                  _routing(tmp_path, "lm", rest="rules"), "--tasks", "n_staging", "-q")
+    assert res.returncode == 2 and "cannot serve n_staging" in res.stderr
 
 
 def test_recipes_validate_refuses_a_routing_file_sending_a_head_the_rules_do_not_serve(tmp_path: Path):
@@ -252,10 +271,11 @@ def test_recipes_validate_refuses_a_routing_file_sending_a_head_the_rules_do_not
     root = tmp_path / "recipes"
     shutil.copytree(REPO / "recipes", root)
     (root / "routing.toml").write_text((root / "routing.toml").read_text().replace(
-        'm_staging = "smollm2-ft-a"', 'm_staging = "rules"'))
+        'n_staging = "smollm2-ft-a"', 'n_staging = "rules"'))
     with pytest.raises(RecipeError) as exc:
         validate_all(root)
-    assert "route m_staging -> 'rules', a rules member that serves only abnormality_detection, rads_assignment" in str(exc.value)
+    assert "route n_staging -> 'rules', a rules member that serves only abnormality_detection, rads_assignment, " \
+        "m_staging" in str(exc.value)
 
 
 def test_models_command_lists_the_rules_member_with_the_hash_of_its_sources():
@@ -263,7 +283,7 @@ def test_models_command_lists_the_rules_member_with_the_hash_of_its_sources():
     assert res.returncode == 0, res.stderr
     block = res.stdout.split("\nrules: ", 1)[1]
     assert f"sha256: {source_sha256()} (source files)" in block
-    assert "can serve: abnormality_detection, rads_assignment" in block and "licence: Apache-2.0" in block
+    assert "can serve: abnormality_detection, rads_assignment, m_staging" in block and "licence: Apache-2.0" in block
 
 
 def test_route_takes_the_rules_member_as_a_candidate_and_only_for_its_heads(tmp_path: Path):

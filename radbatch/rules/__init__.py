@@ -15,7 +15,7 @@ import hashlib
 from pathlib import Path
 from typing import Callable
 
-from . import chexpert, rads
+from . import chexpert, rads, staging
 
 KIND = "rules"
 SOURCE_DIR = Path(__file__).resolve().parent
@@ -23,6 +23,7 @@ SOURCE_DIR = Path(__file__).resolve().parent
 HEADS: dict[str, Callable[[str], str]] = {
     "abnormality_detection": chexpert.answer,
     "rads_assignment": rads.answer,
+    "m_staging": staging.answer_m,
 }
 
 
@@ -63,4 +64,7 @@ def check_recipe(recipe) -> list[str]:
         if recipe.answer.none_text != rads.NONE_TEXT:
             problems.append(f"its none_text is not {rads.NONE_TEXT!r}")
         return problems
+    if recipe.id == "m_staging":
+        texts = {text for text, _ in getattr(recipe.answer, "options", ())}
+        return [] if {"M0", "M1"} <= texts else ["its answer options are not M0 and M1"]
     return []
