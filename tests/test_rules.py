@@ -211,6 +211,20 @@ def test_models_file_validates_rules_members_strictly(tmp_path: Path):
     assert "kind must be one of llama, rules; got 'regex'" in text
 
 
+def test_a_recipe_edited_away_from_the_rules_format_is_named():
+    from dataclasses import replace
+    from radbatch.recipes import load_recipes
+    from radbatch.rules import check_recipe
+    tasks = load_recipes().tasks
+    assert [check_recipe(tasks[t]) for t in HEADS] == [[], [], []]
+    abn = tasks["abnormality_detection"]
+    renamed = replace(abn, answer=replace(abn.answer, labels=(("Lung Nodule", "lung_nodule"),) + abn.answer.labels[1:]))
+    assert "not the 14 CheXpert labels" in check_recipe(renamed)[0]
+    r = tasks["rads_assignment"]
+    fewer = replace(r, answer=replace(r.answer, systems=tuple((k, v) for k, v in r.answer.systems if k != "O-RADS")))
+    assert "its systems lack O-RADS 0" in check_recipe(fewer)[0]
+
+
 def test_worker_memory_of_a_rules_member_is_zero(tmp_path: Path):
     from radbatch.models import load_models
     from radbatch.plan import worker_memory

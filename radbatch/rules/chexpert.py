@@ -94,6 +94,7 @@ OTHER_ABNORMAL = (r"emphysem\w*", r"hyperinflat\w*", r"hyperexpan\w*", r"fibros\
                   r"post-?surgical", r"postoperative", r"cabg", r"lobectomy", r"pneumonectomy", r"resection",
                   r"low lung volumes")
 
+_NOT_PARTLY = r"(?<!nearly )(?<!almost )(?<!partially )(?<!largely )(?<!mostly )"  # "nearly resolved": still there
 NEG_PRE = (r"\bno\b(?! (?:significant |appreciable |substantial |definite |major |interval |further )?"
            r"(?:change|increase|decrease|improvement|worsening|progression|difference|shift|interval change)\b)"
            r"(?! longer changed)",
@@ -101,17 +102,19 @@ NEG_PRE = (r"\bno\b(?! (?:significant |appreciable |substantial |definite |major
            r"only|excluded|be excluded|ruled out|be ruled out))",
            r"\bwithout\b(?! (?:significant |interval |appreciable )?(?:change|increase|worsening|improvement))",
            r"\bfree of\b", r"\bnegative for\b", r"\babsence of\b", r"\bnor\b", r"\bneither\b", r"\bresolution of\b",
-           r"(?<!nearly )(?<!almost )(?<!partially )(?<!largely )(?<!mostly )\bresolved\b", r"\bremoval of\b", r"\bremoved\b", r"\bclear of\b",
+           _NOT_PARTLY + r"\bresolved\b", r"\bremoval of\b", r"\bremoved\b", r"\bclear of\b",
            r"\bnormal\b", r"\bunremarkable\b", r"\bwithin normal limits\b", r"\bnegative\b",
            r"\bclearing of\b", r"\bno longer\b", r"\binterval removal\b", r"\bwithdrawn\b", r"\bdisappear\w*")
-NEG_POST = (r"^[^,]{0,40}?\b(?:has|have|had) (?:(?!nearly|almost|partially|largely|mostly)\w+ )?(?:resolved|cleared|been removed|been withdrawn|"
-            r"disappeared)", r"^[^,]{0,40}?\b(?:is|are|was|were) (?:\w+ )?(?:resolved|absent|removed|gone|"
+NEG_POST = (r"^[^,]{0,40}?\b(?:has|have|had) (?:(?!nearly|almost|partially|largely|mostly)\w+ )?(?:resolved|"
+            r"cleared|been removed|been withdrawn|disappeared)",
+            r"^[^,]{0,40}?\b(?:is|are|was|were) (?:\w+ )?(?:resolved|absent|removed|gone|"
             r"no longer (?:seen|present|visible|visualized|identified|evident|appreciated)|"
             r"not (?:seen|present|visible|visualized|identified|evident|appreciated|demonstrated|detected|"
-            r"enlarged|widened))", r"^[^,]{0,30}?\b(?<!nearly )(?<!almost )(?<!partially )(?<!largely )(?<!mostly )(?:resolved|removed)\b",
+            r"enlarged|widened))", r"^[^,]{0,30}?\b" + _NOT_PARTLY + r"(?:resolved|removed)\b",
             r"^[^,]{0,40}?\b(?:is|are|remains?|appears?) (?:\w+ )?(?:normal|within normal limits|unremarkable|"
             r"top normal|upper limits? of normal|stable and normal)",
-            r"^ ?(?:is|are) not\b(?! (?:only|(?:entirely |completely |definitely )?(?:excluded|ruled out)|(?:significantly |substantially |markedly )?(?:changed|increased|decreased|improved|worsened)))")
+            r"^ ?(?:is|are) not\b(?! (?:only|(?:entirely |completely |definitely )?(?:excluded|ruled out)|"
+            r"(?:significantly |substantially |markedly )?(?:changed|increased|decreased|improved|worsened)))")
 # Uncertainty: explicit doubt about whether the finding is there. Hedged attributions that name the finding as
 # the reader's leading explanation ("opacity likely reflecting atelectasis", "may represent edema", "consistent
 # with", "concerning for") are read as assertions (positive): that is how the radlabels silver labels read them

@@ -13,8 +13,8 @@ import re
 
 NONE_TEXT = "No applicable RADS"
 
-_SEP = r"(?:\s*(?:category|categories|cat\.?|assessment|score|level|classification|v?\s*[12]\.[01]|version\s*[12](?:\.[01])?" \
-       r"|us|mri|ultrasound|:|=|-|\(|#))*\s*"
+_SEP = r"(?:\s*(?:category|categories|cat\.?|assessment|score|level|classification|v?\s*[12]\.[01]|" \
+       r"version\s*[12](?:\.[01])?|us|mri|ultrasound|:|=|-|\(|#))*\s*"
 # system -> (pattern with one group for the category, function mapping the group to the recipe's spelling)
 _SYSTEMS: list[tuple[str, str, object]] = [
     ("Lung-RADS", r"\blung[- ]?rads(?:\s*v?\s*1\.1|\s*v?\s*2022)?" + _SEP + r"([0-4][abx]?)(?!\w|\.\d)",

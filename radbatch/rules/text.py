@@ -13,8 +13,8 @@ import re
 SKIPPED_SECTIONS = ("indication", "clinical indication", "history", "clinical history", "reason for exam",
                     "reason for examination", "reason for study", "reason", "clinical information",
                     "clinical data", "technique", "comparison", "comparisons", "examination", "exam",
-                    "procedure", "type of exam", "notification", "recommendation", "recommendations", "history and reason",
-                    "reason for exam and history", "clinical question", "indications")
+                    "procedure", "type of exam", "notification", "recommendation", "recommendations",
+                    "history and reason", "reason for exam and history", "clinical question", "indications")
 _HEADER = re.compile(r"^\s*([A-Z][A-Z /&()-]{1,40}?)\s*:", re.MULTILINE)
 _BLANK = re.compile(r"\n[ \t]*\n")
 _SENTENCE_END = re.compile(r"(?<!\d)[.?!;](?!\d)|(?<=\d)[.](?!\d)|\n\s*\n|\n\s*(?=\d{1,2}[.)]\s)")
