@@ -28,7 +28,7 @@ def main() -> None:
     tasks = args.tasks.split(",")
     result = evaluate([args.a, args.b], tasks=tasks)
     print(f"A = {args.a}\nB = {args.b}")
-    print(f"{'metric':<52}{'A':>22}{'B':>22}{'B - A':>24}   n")
+    print(f"{'metric':<56}{'A':>22}{'B':>22}{'B - A':>24}   n")
     for task in tasks:
         diffs = (result.comparison or {}).get(task, {})
         a_run, b_run = (r.heads.get(task) for r in result.runs)
@@ -36,7 +36,7 @@ def main() -> None:
             a, b, d = a_run.metrics[name], b_run.metrics[name], diffs.get(name)
             cell = lambda f: f"{f.value:.3f} [{f.ci_low:.3f}, {f.ci_high:.3f}]"  # noqa: E731
             diff = f"{d.diff:+.3f} [{d.ci_low:+.3f}, {d.ci_high:+.3f}]" if d else "-"
-            print(f"{task + ' ' + name:<52}{cell(a):>22}{cell(b):>22}{diff:>24}   {b.n}")
+            print(f"{task + ' ' + name:<56}{cell(a):>22}{cell(b):>22}{diff:>24}   {b.n}")
 
 
 if __name__ == "__main__":
