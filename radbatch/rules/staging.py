@@ -1,7 +1,8 @@
 """M stage (distant metastasis) from what a CT report asserts, with the negation/uncertainty scopes of chexpert.
 
   1. A stated TNM M category ("M1b", "cT3N1M0", "stage M1") wins; the last statement counts.
-  2. Else M1 when a distant metastasis is asserted (not negated, not hedged): metastases to or in the liver,
+  2. Else M1 when a distant metastasis is asserted and not negated (chexpert's reading: "consistent with" and
+     "likely" assert, "possible" and "cannot be excluded" are doubt): metastases to or in the liver,
      lungs, bones, adrenals, brain, peritoneum or pleura ("hepatic metastases", "osseous metastatic disease",
      "peritoneal carcinomatosis", "malignant pleural effusion", "distant metastatic disease").
   3. Else M0: distant spread that is denied ("no distant metastases"), only possible ("indeterminate hepatic
