@@ -223,6 +223,7 @@ def test_a_recipe_edited_away_from_the_rules_format_is_named():
     r = tasks["rads_assignment"]
     fewer = replace(r, answer=replace(r.answer, systems=tuple((k, v) for k, v in r.answer.systems if k != "O-RADS")))
     assert "its systems lack O-RADS 0" in check_recipe(fewer)[0]
+    assert check_recipe(replace(abn, inputs=("findings",))) == ["its first input is findings, not the report"]
 
 
 def test_worker_memory_of_a_rules_member_is_zero(tmp_path: Path):

@@ -47,6 +47,8 @@ def unserved(task_ids) -> list[str]:
 
 def check_recipe(recipe) -> list[str]:
     """Problems that keep the rules from answering in this recipe's format (a recipe edited since)."""
+    if tuple(recipe.inputs[:1]) != ("report",):  # the engine reads the prompt's first user part as the report
+        return [f"its first input is {recipe.inputs[0] if recipe.inputs else 'missing'}, not the report"]
     if recipe.id == "abnormality_detection":
         names = tuple(name for name, _ in recipe.answer.labels)
         values = set(recipe.answer.values)
