@@ -156,6 +156,9 @@ def models(models_file, no_hash):
     routing = load_routing(recipes.root / "routing.toml", set(recipes.tasks), set(specs)) \
         if not models_file else None
     for name, spec in specs.items():
+        if spec.is_rules:
+            _echo_rules_model(name, spec, routing, no_hash)
+            continue
         spec = materialise(spec)
         p = Path(spec.path)
         click.echo(f"{name}: {spec.description}")
@@ -173,6 +176,19 @@ def models(models_file, no_hash):
         if routing:
             served = [t for t, m in routing.routes.items() if m == name]
             click.echo(f"  heads ({routing.status}): {', '.join(served) or 'none'}")
+
+
+def _echo_rules_model(name, spec, routing, no_hash) -> None:
+    """A rules member: its source folder, the sha256 of its source files, the heads it can serve."""
+    from .rules import HEADS, source_files, source_sha256
+    click.echo(f"{name}: {spec.description}")
+    click.echo(f"  kind: rules (deterministic, no model file; {len(source_files())} source files in {spec.path})")
+    if not no_hash:
+        click.echo(f"  sha256: {source_sha256()} (source files)")
+    click.echo(f"  licence: {spec.licence}; profile: {spec.profile}; can serve: {', '.join(HEADS)}")
+    if routing:
+        served = [t for t, m in routing.routes.items() if m == name]
+        click.echo(f"  heads ({routing.status}): {', '.join(served) or 'none'}")
 
 
 @cli.command()

@@ -88,13 +88,19 @@ class LlamaEngine:
 def build_engines(spec: WorkerSpec, needed: set[str]) -> dict[str, LlamaEngine]:
     if spec.engine not in ENGINE_KINDS:
         raise ValueError(f"Unknown engine {spec.engine!r}. Known: {', '.join(ENGINE_KINDS)}")
+    rules = {name for name in needed if spec.models[name].is_rules}  # radbatch/engine_rules.py, either engine
+    engines: dict = {}
+    if rules:
+        from .engine_rules import RulesEngine
+        engines = {name: RulesEngine(spec.models[name]) for name in sorted(rules)}
+    needed = set(needed) - rules
     if spec.engine == "batched":
         from .engine_batched import BatchedEngine, BatchSettings
         settings = BatchSettings.from_extra(spec.extra)
-        return {name: BatchedEngine(spec.models[name], spec.threads, spec.seed, spec.grammars, settings)
-                for name in sorted(needed)}
-    return {name: LlamaEngine(spec.models[name], spec.threads, spec.seed, spec.grammars)
-            for name in sorted(needed)}
+        return {**engines, **{name: BatchedEngine(spec.models[name], spec.threads, spec.seed, spec.grammars,
+                                                  settings) for name in sorted(needed)}}
+    return {**engines, **{name: LlamaEngine(spec.models[name], spec.threads, spec.seed, spec.grammars)
+                          for name in sorted(needed)}}
 
 
 def run_unit(engines: dict, requests: list[Request]) -> list[Completion]:

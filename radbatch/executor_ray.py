@@ -275,7 +275,7 @@ def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
     if not slots:
         raise EngineError("the Ray cluster has no alive node with CPUs to run annotators on")
     models = [plan.models[n] for n in sorted(plan.models)]
-    named = [(f"model {m.name!r}", m.path) for m in models]
+    named = [(f"model {m.name!r}", m.path) for m in models if not m.is_rules]  # rules: code, not a file
     named += [(f"adapter of model {m.name!r}", m.adapter) for m in models if m.adapter]
     files = [(what, path, Path(path).stat().st_size, sha256_file(path)) for what, path in named]
     wanted = {u.file_index for u in units}

@@ -67,6 +67,8 @@ def resolve_base(value: str, models_file: Path | None = None, profile: str = "ra
             raise InputError(f"--base {value!r} is not 'embedded', a model in the models file (known: "
                              f"{', '.join(known)}), a .gguf file or a Hugging Face model folder (with config.json)")
         spec = known[value]
+        if spec.is_rules:
+            raise InputError(f"--base {value!r} is a rules member (no model to fine-tune)")
         if spec.adapter:
             raise InputError(f"model {value!r} already has an adapter ({spec.adapter}); finetune its base model "
                              f"({spec.path}) instead")

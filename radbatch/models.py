@@ -16,7 +16,10 @@ EMBEDDED = "embedded"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHAT_TEMPLATES = ("chatml",)
 MIN_CONTEXT = 256  # a head's prompt without the report is ~60 tokens, and heads generate up to 160
-_MODEL_KEYS = {"path", "adapter", "chat_template", "context_size", "profile", "licence", "thinking", "description"}
+_MODEL_KEYS = {"path", "adapter", "chat_template", "context_size", "profile", "licence", "thinking", "description",
+               "kind"}
+KINDS = ("llama", "rules")  # llama: a GGUF run by llama.cpp; rules: the deterministic labellers of radbatch/rules
+_RULES_KEYS = {"kind", "profile", "licence", "description"}
 
 
 @dataclass(frozen=True)
@@ -32,6 +35,11 @@ class ModelSpec:
     licence: str
     thinking: bool = False
     description: str = ""
+    kind: str = "llama"
+
+    @property
+    def is_rules(self) -> bool:
+        return self.kind == "rules"
 
 
 def embedded_path() -> Path:
@@ -58,6 +66,15 @@ def load_models(path: Path, profiles: set[str]) -> dict[str, ModelSpec]:
     for name, table in (data.get("models") or {}).items():
         where = f"{path} [models.{name}]"
         unknown_keys(table, _MODEL_KEYS, where, problems)
+        kind = table.get("kind", "llama")
+        if kind not in KINDS:
+            problems.append(f"{where}: kind must be one of {', '.join(KINDS)}; got {kind!r}")
+            continue
+        if kind == "rules":
+            spec = _rules_spec(name, table, where, profiles, problems)
+            if spec is not None:
+                out[name] = spec
+            continue
         if "path" not in table:
             problems.append(f"{where}: missing key 'path' (a GGUF file or \"embedded\")")
             continue
@@ -86,6 +103,21 @@ def load_models(path: Path, profiles: set[str]) -> dict[str, ModelSpec]:
     if problems:
         raise RecipeError(problems)
     return out
+
+
+def _rules_spec(name: str, table: dict, where: str, profiles: set[str], problems: list[str]) -> ModelSpec | None:
+    """A rules member has no model file: only kind, profile, licence and description may be given."""
+    extra = sorted(set(table) - _RULES_KEYS)
+    if extra:
+        problems.append(f"{where}: a kind = \"rules\" member takes only {', '.join(sorted(_RULES_KEYS))}; "
+                        f"remove {', '.join(extra)} (it runs no model file)")
+        return None
+    if table.get("profile", "radbatch") not in profiles:
+        problems.append(f"{where}: profile must be one of {', '.join(sorted(profiles))}")
+    from .rules import SOURCE_DIR
+    return ModelSpec(name=name, path=str(SOURCE_DIR), adapter=None, chat_template="chatml", context_size=2048,
+                     profile=table.get("profile", "radbatch"), licence=table.get("licence", "unknown"),
+                     description=table.get("description", ""), kind="rules")
 
 
 def materialise(spec: ModelSpec) -> ModelSpec:

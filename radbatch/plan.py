@@ -100,8 +100,8 @@ def _models_and_routing(opts: AnnotateOptions, recipes: Recipes, task_ids: set[s
         routing = load_routing(routing_file, set(recipes.tasks), set(models))
     if opts.adapter:
         used = {routing.model_for(t) for t in task_ids}
-        models = {n: (ModelSpec(**{**m.__dict__, "adapter": str(Path(opts.adapter).resolve())}) if n in used else m)
-                  for n, m in models.items()}
+        models = {n: (ModelSpec(**{**m.__dict__, "adapter": str(Path(opts.adapter).resolve())})
+                      if n in used and not m.is_rules else m) for n, m in models.items()}
     return models, routing
 
 
@@ -113,7 +113,12 @@ def build_plan(opts: AnnotateOptions) -> Plan:
     used = {routing.model_for(t.id) for t in tasks}
     models = {n: materialise(m) for n, m in models.items() if n in used}
     hashes = {}
+    _check_rules_heads(models, routing, tasks)
     for name, m in models.items():
+        if m.is_rules:  # no model file: the hash of the rules' source files stands for the weights
+            from .rules import source_sha256
+            hashes[name] = {"sha256": source_sha256(), "adapter_sha256": None}
+            continue
         check_gguf(m.path, f"model {name!r}")
         if m.adapter:
             check_gguf(m.adapter, f"adapter of model {name!r}")
@@ -129,6 +134,24 @@ def build_plan(opts: AnnotateOptions) -> Plan:
     plan.key_material = _key_material(plan)
     plan.run_key = hashlib.sha256(json.dumps(plan.key_material, sort_keys=True).encode()).hexdigest()[:32]
     return plan
+
+
+def _check_rules_heads(models: dict[str, ModelSpec], routing: Routing, tasks: list) -> None:
+    """A rules member serves only the heads radbatch.rules.HEADS lists, in the format their recipes have."""
+    from .rules import HEADS, check_recipe
+    for name, m in models.items():
+        if not m.is_rules:
+            continue
+        mine = [t for t in tasks if routing.model_for(t.id) == name]
+        unserved = [t.id for t in mine if t.id not in HEADS]
+        if unserved:
+            raise InputError(f"model {name!r} is a rules member and serves only {', '.join(HEADS)}; it cannot "
+                             f"serve {', '.join(unserved)}. Route those heads to another model in the routing "
+                             "file, or choose heads with --tasks.")
+        for t in mine:
+            problems = check_recipe(t)
+            if problems:
+                raise InputError(f"model {name!r} (rules) cannot answer the {t.id} recipe: {'; '.join(problems)}")
 
 
 def _keep_columns(opts: AnnotateOptions, files: list[InputFile], heads: list[HeadInstance]) -> list[str]:
@@ -195,6 +218,8 @@ def worker_memory(models, engine: str = "simple") -> int:
     from .gguf_meta import kv_cell_bytes
     need = 0
     for m in models:
+        if m.is_rules:
+            continue  # no model file, no KV cache: a few KiB of Python in a worker that exists anyway
         size = Path(m.path).stat().st_size + (Path(m.adapter).stat().st_size if m.adapter else 0)
         cell = kv_cell_bytes(m.path) or KV_ALLOWANCE_PER_CELL
         need += int(size * 1.1) + kv_streams(engine) * m.context_size * cell + COMPUTE_ALLOWANCE

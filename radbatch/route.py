@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .models import load_models, materialise
-from .plan import TASK_ORDER, AnnotateOptions
+from .plan import TASK_ORDER, AnnotateOptions, select_tasks
 from .recipes import load_recipes
 
 
@@ -27,6 +27,8 @@ class Choice:
 
 
 def _cost(spec) -> int:
+    if spec.is_rules:
+        return 0  # no model file to map or run: the cheapest member, so ties go to it
     spec = materialise(spec)
     return sum(Path(p).stat().st_size for p in (spec.path, spec.adapter) if p)
 
@@ -43,14 +45,32 @@ def route(base: AnnotateOptions, models_file: Path, work_dir: Path, candidates: 
     if unknown:
         raise InputError(f"Unknown model {unknown[0]!r}. Known: {', '.join(models)}")
     scores: dict[str, dict[str, tuple[str, float, int]]] = {}
+    wanted = [t.id for t in select_tasks(recipes, base.tasks)]
+    serves = {n: _served(models[n], wanted) for n in names}
+    every = [t for t in TASK_ORDER if t in recipes.tasks]
+    for task in every:  # the routing file needs a model for every head: say so before any dev run
+        if not any(task in _served(models[n], every) for n in names):
+            raise InputError(f"no candidate model can serve {task}: add a model-file member to --candidates")
     for name in names:
+        if not serves[name]:
+            scores[name] = {}
+            continue
         out = work_dir / f"dev-{name}.parquet"
-        annotate(replace(base, output=str(out), model=name, models_file=str(models_file)))
+        tasks = ",".join(serves[name]) if models[name].is_rules else base.tasks
+        annotate(replace(base, output=str(out), model=name, models_file=str(models_file), tasks=tasks))
         result = evaluate([out])
         scores[name] = {t: (h.primary, h.metrics[h.primary].value, h.metrics[h.primary].n)
                         for t, h in result.runs[0].heads.items()}
     costs = {n: _cost(models[n]) for n in names}
-    return [_choose(task, names, scores, costs) for task in TASK_ORDER if task in recipes.tasks]
+    return [_choose(task, [n for n in names if task in _served(models[n], every)], scores, costs) for task in every]
+
+
+def _served(spec, tasks: list[str]) -> list[str]:
+    """The heads among `tasks` a model can serve: all for a model file, radbatch.rules.HEADS for rules."""
+    if not spec.is_rules:
+        return list(tasks)
+    from .rules import HEADS
+    return [t for t in tasks if t in HEADS]
 
 
 def _choose(task: str, names: list[str], scores: dict, costs: dict) -> Choice:

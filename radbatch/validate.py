@@ -40,10 +40,19 @@ def validate_all(root: str | Path | None = None) -> list[Path]:
         checked.append(path)
     for path in sorted(root.rglob("routing*.toml")):
         try:
-            load_routing(path, set(recipes.tasks), set(models))
+            routing = load_routing(path, set(recipes.tasks), set(models))
         except RecipeError as exc:
             problems += exc.problems
+            continue
+        problems += _rules_routes(path, routing, models)
         checked.append(path)
     if problems:
         raise RecipeError(problems)
     return checked
+
+
+def _rules_routes(path, routing, models) -> list[str]:
+    """A route to a rules member must name a head it serves (radbatch.rules.HEADS)."""
+    from .rules import HEADS
+    return [f"{path}: route {task} -> {model!r}, a rules member that serves only {', '.join(HEADS)}"
+            for task, model in routing.routes.items() if models[model].is_rules and task not in HEADS]

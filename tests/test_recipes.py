@@ -58,4 +58,4 @@ def test_routing_to_unknown_model_lists_known(tmp_path: Path):
     r.write_text(re.sub(r'(?m)^m_staging = "[^"]*"$', 'm_staging = "qwen9"', r.read_text()))
     res = run_cli("recipes", "validate", root)
     assert res.returncode == 2
-    assert "unknown model 'qwen9'. Known: smollm2" in res.stderr
+    assert "unknown model 'qwen9'. Known: rules, smollm2" in res.stderr
