@@ -353,15 +353,17 @@ def test_reservation_leaves_a_cpu_for_ray_data_tasks():
 def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
     """The read tasks give the pending units (and only them) with the rows and types the local executor reads."""
     from radbatch.archive import inspect, iter_units
-    from radbatch.ray_data import UnitDatasource, UnitRef, from_ipc
+    import numpy as np
+    from radbatch.executor_ray import Pending
+    from radbatch.ray_data import UnitDatasource, from_ipc
     texts = [REPORTS[i % len(REPORTS)] for i in range(50)]
     path = write_reports(tmp_path / ("a.csv" if fmt == "csv" else "a.parquet"), texts=texts,
                          fmt="csv" if fmt == "csv" else "parquet")
     if fmt == "parquet-row-groups":
         pq.write_table(pq.read_table(path), path, row_group_size=7)
     f = inspect(0, path, "utf-8")
-    units = [UnitRef(0, s, min(8, 50 - s), {}) for s in range(0, 50, 8) if s != 16]   # unit 0:16 is done
-    tasks = UnitDatasource([f], units, "utf-8", {"report_text"}, 8).get_read_tasks(3)
+    units = Pending(8, {0: np.array([s for s in range(0, 50, 8) if s != 16])}, {0: 50})   # unit 0:16 is done
+    tasks = UnitDatasource([f], units, "utf-8", {"report_text"}).get_read_tasks(3)
     assert len(tasks) == (3 if fmt == "parquet-row-groups" else 1)   # CSV and one row group: one pass each
     got = {}
     for task in tasks:
@@ -376,14 +378,15 @@ def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
 
 
 def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
-    """The Ray driver plans the same units (ids, rows, --limit across files, done units skipped) and gives each
-    unit the same prior reports as the local executor's `_units`."""
+    """The Ray driver plans the same units (ids, rows, --limit across files, done units skipped), and its read
+    tasks give each unit the same prior reports as the local executor's `_units`."""
     import pyarrow as pa
     from radbatch.archive import ColumnOptions
     from radbatch.executor_ray import unit_refs
     from radbatch.output import RunStore
     from radbatch.pipeline import RunSummary, _priors, _units
     from radbatch.plan import AnnotateOptions, build_plan
+    from radbatch.ray_data import UnitPriors
 
     class Progress:
         def update(self, n):
@@ -405,13 +408,14 @@ def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
     done = {"0:8": None}
     local_summary, ray_summary = RunSummary(), RunSummary()
     local = list(_units(plan, store, done, local_summary, Progress()))
-    refs = unit_refs(plan, done, ray_summary, Progress(), _priors(plan, store))
+    refs = list(unit_refs(plan, done, ray_summary, Progress()))
+    priors_path = str(_priors(plan, store))
     assert [(w.file_index, w.start_row, w.table.num_rows) for w in local] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
     assert [(u.file_index, u.start, u.rows) for u in refs] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
     assert local_summary.rows == ray_summary.rows == 27
     with_priors = 0
     for w, u in zip(local, refs):
         local_priors = {w.start_row + i: row.prior for i, row in enumerate(w.inputs) if row and row.prior}
-        assert u.priors == local_priors
+        assert UnitPriors(priors_path, u.file_index, u.start, u.start + u.rows).take(u.start, u.rows) == local_priors
         with_priors += len(local_priors)
     assert with_priors > 0
