@@ -26,6 +26,11 @@ BATCH_ROWS = 8_192    # rows read at a time
 def reopen_with_errors_removed(store: RunStore, plan) -> int:
     """Write the kept units of each final file back as parts; returns the number of failed units."""
     index = {f.path: f.index for f in plan.files}
+    # Units already back in parts (a reopen that was interrupted, then rerun) are not written twice.
+    present: dict[int, list[int]] = {}
+    for unit in store.done_units():
+        f, start = unit.split(":")
+        present.setdefault(int(f), []).append(int(start))
     bad_units = 0
     for path in store.final_paths(plan.files):
         if not path.exists():
@@ -33,7 +38,9 @@ def reopen_with_errors_removed(store: RunStore, plan) -> int:
         status_cols = [h.col("status") for h in plan.heads]
         bad = _failed_units(path, status_cols, index, plan.opts.unit_size)
         bad_units += sum(len(v) for v in bad.values())
-        _write_kept(store, path, bad, index, plan.opts.unit_size)
+        skip = {f: np.union1d(bad.get(f, np.array([], np.int64)), np.array(present.get(f, []), np.int64))
+                for f in set(bad) | set(present)}
+        _write_kept(store, path, skip, index, plan.opts.unit_size)
     return bad_units
 
 
@@ -63,7 +70,7 @@ def _failed_units(path: Path, status_cols: list[str], index: dict[str, int], siz
 
 
 def _write_kept(store: RunStore, path: Path, bad: dict[int, np.ndarray], index: dict[str, int], size: int) -> None:
-    """Stream the final file's rows outside the failed units back into parts of whole units, with the part
+    """Stream the final file's rows outside the `bad` units back into parts of whole units, with the part
     layout of a normal run (`_source_index` before `source_file`, no `id_duplicated`, the declared types)."""
     pf = pq.ParquetFile(path)
     names = [c for c in pf.schema_arrow.names if c != "id_duplicated"]

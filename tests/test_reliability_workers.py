@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -52,13 +53,41 @@ def test_a_sigstopped_worker_is_killed_and_its_unit_retried(tmp_path):
     it with SIGKILL, a fresh worker redoes the unit, and the run finishes with every row."""
     src = write_reports(tmp_path / "in.parquet", texts=texts(24))
     flag = tmp_path / "stopped"
-    res = run(src, tmp_path / "o.parquet", env={"RADBATCH_TEST_CRASH_UNIT": f"0:8;stop;once={flag}"})
+    res = run(src, tmp_path / "o.parquet", env={"RADBATCH_TEST_CRASH_UNIT": f"0:8;stop;once={flag}"},
+              tasks=FAST[:-1])
     assert res.returncode == 0, res.stderr
     assert flag.exists()   # the worker did stop
+    assert len(re.findall(r"radbatch: worker \d+ hung on unit 0:8; killing it \(SIGKILL\)", res.stderr)) == 1
     df = pl.read_parquet(tmp_path / "o.parquet")
     assert df["source_row"].to_list() == list(range(24))
     assert set(df["m_staging__status"]) == {"ok"} and df["m_staging__error"].null_count() == 24
     assert "rows: ok 24" in res.stdout
+
+
+def test_kill_stop_of_the_worker_from_outside_is_survived(tmp_path):
+    """`kill -STOP <worker pid>` from outside, after the first part landed (the worker holds or is about to get
+    the next unit): killed, the unit retried, every row `ok`."""
+    from test_faults import parts_of, pool_workers, wait_until
+    src = write_reports(tmp_path / "in.parquet", texts=texts(40))
+    out, err = tmp_path / "o.parquet", tmp_path / "err.txt"
+    cmd = [sys.executable, "-m", "radbatch", "annotate", str(src), "-o", str(out), *FAST[:-1]]
+    with open(err, "w") as fh:
+        proc = subprocess.Popen(cmd, cwd=REPO, env=ENV, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        assert wait_until(lambda: (parts_of(out) and pool_workers(proc.pid)) or proc.poll() is not None)
+        stopped = pool_workers(proc.pid) if proc.poll() is None else []
+        for pid in stopped:
+            os.kill(pid, signal.SIGSTOP)
+        assert proc.wait(timeout=600) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert stopped, "the run finished before a worker could be stopped"
+    log = err.read_text()
+    assert MARKER not in log and "Traceback" not in log
+    assert f"radbatch: worker {stopped[0]} hung on unit" in log
+    df = pl.read_parquet(out)
+    assert df["source_row"].to_list() == list(range(40)) and set(df["m_staging__status"]) == {"ok"}
 
 
 def test_a_worker_spinning_without_decode_steps_is_killed_then_its_unit_fails_naming_it(tmp_path):
@@ -224,6 +253,9 @@ def test_retry_errors_writes_the_kept_rows_back_in_bounded_parts_of_whole_units(
     kept = pa.concat_tables(back).sort_by("source_row").drop_columns(["_source_index"])
     expect = table.drop_columns(["id_duplicated"]).filter(pa.array([r // 8 not in (1, 19) for r in range(n)]))
     assert kept.replace_schema_metadata(None).equals(expect.replace_schema_metadata(None))
+    # A reopen interrupted and run again does not write the units already back a second time.
+    assert retry.reopen_with_errors_removed(store, plan) == 2
+    assert sorted(store.parts.glob("part-*.parquet")) == sorted(set(parts.values()))
 
 
 def test_ray_read_tasks_read_priors_by_row_range_as_the_forward_cursor(tmp_path):
