@@ -334,7 +334,7 @@ def _run(ray, plan, units: Pending, priors_path) -> Iterator[tuple[int, str, obj
     # when the cluster cannot place them, instead of waiting forever.
     ctx.wait_for_min_actors_s = START_TIMEOUT_S
     source = UnitDatasource(plan.files, units, o.encoding, o.columns.text_columns(),
-                            str(priors_path) if priors_path is not None else None)
+                            os.path.abspath(priors_path) if priors_path is not None else None)
     ds = (ray.data.read_datasource(source, override_num_blocks=max(1, actors) * 2)
           .repartition(target_num_rows_per_block=1)
           .map_batches(UnitAnnotator, fn_constructor_args=(spec, set(plan.models), job), batch_size=1,
