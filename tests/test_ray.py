@@ -419,3 +419,40 @@ def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
         assert UnitPriors(priors_path, u.file_index, u.start, u.start + u.rows).take(u.start, u.rows) == local_priors
         with_priors += len(local_priors)
     assert with_priors > 0
+
+
+def _private_env(tmp_path: Path) -> dict:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {**{k: v for k, v in ENV.items() if not k.startswith("RAY_AUTH")}, "HOME": str(home)}
+
+
+def test_ray_engine_raising_on_every_unit_stops_with_exit_3(archive, tmp_path):
+    """As the local pool (issue 13, item 4): units whose engine raises, 3 in a row, stop the run with exit 3."""
+    r = subprocess.run(_cmd(archive, tmp_path / "o.parquet", "--executor", "ray"), capture_output=True, text=True,
+                       env={**_private_env(tmp_path), "RADBATCH_TEST_CRASH_UNIT": "0:0,0:8,0:16,0:24;raise"},
+                       timeout=300)
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert re.search(r"Error: The engine raised RuntimeError on 3 units in a row \(last: unit 0:\d+\)", r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+def test_ray_read_tasks_give_the_temporal_head_the_local_priors(tmp_path):
+    """The driver no longer ships priors with each unit: read tasks read them from priors.parquet (issue 13,
+    item 12). With a relative -o, the Ray output equals the local executor's, priors included."""
+    import pyarrow as pa
+    n = 8
+    pq.write_table(pa.table({"report_id": [f"R{i}" for i in range(n)],
+                             "report_text": [REPORTS[i % len(REPORTS)] for i in range(n)],
+                             "patient_id": [f"P{i // 2}" for i in range(n)],
+                             "study_date": [f"2024-0{1 + i % 2}-15" for i in range(n)]}), tmp_path / "t.parquet")
+    args = ["--tasks", "temporal_comparison", "--patient-column", "patient_id", "--date-column", "study_date",
+            "--workers", "1", "--threads", "1", "-q"]
+    env = _private_env(tmp_path)
+    for out, extra in (("local.parquet", []), ("ray.parquet", ["--executor", "ray"])):
+        r = subprocess.run([str(BIN / "radbatch"), "annotate", "t.parquet", "-o", out, *args, *extra], cwd=tmp_path,
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    local, ray_ = pl.read_parquet(tmp_path / "local.parquet"), pl.read_parquet(tmp_path / "ray.parquet")
+    assert ray_.equals(local)
+    assert (local["temporal_comparison__status"][1::2] != "not_applicable").all()   # each odd row has a prior
