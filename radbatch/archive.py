@@ -216,5 +216,13 @@ def decode(value, encoding_label: str = "utf-8") -> tuple[str | None, bool]:
         return None, False
 
 
-def file_identity(f: InputFile) -> dict:
-    return {"path": os.path.abspath(f.path), "size": f.size, "mtime_ns": f.mtime_ns}
+def file_identities(files: list[InputFile]) -> list[dict]:
+    """What the run key knows of each input: its path and its content (sha256; fingerprint.py), never its
+    mtime, which an edit can put back (and a mere touch would change)."""
+    from .fingerprint import content_hashes
+    try:
+        hashes = content_hashes([f.path for f in files])
+    except OSError as exc:
+        raise InputError(f"cannot read an input file to fingerprint it: {exc.strerror} ({exc.filename})") from None
+    return [{"path": os.path.abspath(f.path), "size": f.size, "sha256": hashes[os.path.abspath(f.path)]}
+            for f in files]

@@ -14,6 +14,21 @@ from .prompts import Prompt
 
 ENGINE_KINDS = ("simple", "batched")  # batched: radbatch/engine_batched.py
 
+# A counter shared with the pool's supervisor (a multiprocessing RawValue), bumped once per decode step by the
+# engines: the supervisor tells a slow worker (the counter moves) from one stuck in a native loop (CPU time grows,
+# the counter does not). None outside a pool worker.
+_progress = None
+
+
+def watch_progress(counter) -> None:
+    global _progress
+    _progress = counter
+
+
+def progress_step() -> None:
+    if _progress is not None:
+        _progress.value += 1   # one writer (this process); the supervisor only reads
+
 
 @dataclass(frozen=True)
 class Request:
@@ -48,7 +63,7 @@ class WorkerSpec:
 
 class LlamaEngine:
     def __init__(self, spec: ModelSpec, threads: int, seed: int, grammars: dict[str, str]):
-        from llama_cpp import Llama, LlamaGrammar
+        from llama_cpp import Llama, LlamaGrammar, StoppingCriteriaList
 
         kwargs = dict(model_path=spec.path, n_ctx=spec.context_size, n_threads=threads,
                       n_threads_batch=threads, seed=seed, verbose=False, n_batch=512)
@@ -64,6 +79,7 @@ class LlamaEngine:
         self.n_ctx = spec.context_size
         self.add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
         self.grammars = {task: LlamaGrammar.from_string(g, verbose=False) for task, g in grammars.items()}
+        self.step = StoppingCriteriaList([_step])   # counts decode steps for the pool's hang check
 
     def tokens(self, prompt: Prompt) -> list[int]:
         ids = [self.llm.token_bos()] if self.add_bos else []
@@ -77,12 +93,20 @@ class LlamaEngine:
             return Completion("", "error", f"prompt has {len(ids)} tokens + {req.max_tokens} to generate, "
                               f"over the model context of {self.n_ctx}: report too long (raise context_size)",
                               len(ids))
+        progress_step()
         out = self.llm.create_completion(ids, max_tokens=req.max_tokens, temperature=0.0, top_k=1,
-                                         repeat_penalty=1.0, grammar=self.grammars[req.task], seed=0)
+                                         repeat_penalty=1.0, grammar=self.grammars[req.task], seed=0,
+                                         stopping_criteria=self.step)
         choice = out["choices"][0]
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
         usage = out.get("usage") or {}
         return Completion(choice["text"], finish, "", len(ids), usage.get("completion_tokens", 0))
+
+
+def _step(_ids, _logits) -> bool:
+    """llama-cpp-python calls this once per generated token: a decode step; it never stops generation."""
+    progress_step()
+    return False
 
 
 def build_engines(spec: WorkerSpec, needed: set[str]) -> dict[str, LlamaEngine]:
@@ -115,4 +139,5 @@ def run_unit(engines: dict, requests: list[Request]) -> list[Completion]:
         else:
             for i in mine:
                 out[i] = engine.complete(requests[i])
+                progress_step()
     return [c if c is not None else Completion("", "error", "no engine for model") for c in out]

@@ -39,7 +39,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field, fields
 
-from .engine import Completion, Request
+from .engine import Completion, Request, progress_step
 from .models import ModelSpec
 from .prompts import Prompt
 
@@ -414,6 +414,7 @@ class _Run:
             e._b_seq[j][0] = seq
         e.batch.n_tokens = n
         rc = e.L.llama_decode(e.ctx, e.batch)
+        progress_step()
         if rc != 0:
             raise RuntimeError(f"llama_decode failed with code {rc} ({n} tokens, {len(self.active)} sequences)")
 

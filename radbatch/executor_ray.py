@@ -43,6 +43,7 @@ TASK_CPUS = 1.0
 # resumes): then the model, adapter or node is broken, not the reports.
 MAX_ATTEMPTS = 3
 GIVE_UP = f"annotator died on this unit {MAX_ATTEMPTS} times (Ray gave up on it; its logs say how it died)"
+MAX_RAISED_IN_A_ROW = 3  # units whose engine raised, with no unit done between: stop (pool.MAX_FAILED_UNITS_IN_A_ROW)
 CHECK_TIMEOUT_S = 600.0   # the first check on a node hashes each model there (cached after)
 
 
@@ -203,26 +204,61 @@ def _check_reachable(address: str | None) -> None:
 # -- the run ---------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class UnitRef:
-    """A work unit to read: (file, first row, rows) as the local executor cuts it, and its rows' priors."""
+    """A work unit to read: (file, first row, rows) as the local executor cuts it."""
 
     file_index: int
     start: int
     rows: int
-    priors: dict  # row number -> prior report text (temporal head), only this unit's rows
 
     @property
     def unit_id(self) -> str:
         return f"{self.file_index}:{self.start}"
 
 
-def unit_refs(plan, done: dict, summary, progress, priors_path) -> list:
+@dataclass
+class Pending:
+    """The pending units of a run, held compactly so the driver's memory does not grow with the archive (a
+    million rows are 125,000 units): per input file, the first rows of its pending units as one int64 array, and
+    the file's rows within --limit. Priors are not held: each read task reads its units' priors from
+    priors.parquet next to their rows (ray_data.UnitPriors)."""
+
+    unit_size: int
+    starts: dict          # file index -> np.ndarray of first rows, ascending
+    rows: dict            # file index -> rows of the file within --limit
+
+    def __len__(self) -> int:
+        return sum(len(s) for s in self.starts.values())
+
+    def refs(self, file_index: int, starts=None) -> list[UnitRef]:
+        rows, size = self.rows[file_index], self.unit_size
+        starts = self.starts[file_index] if starts is None else starts
+        return [UnitRef(file_index, s, min(size, rows - s)) for s in starts.tolist()]
+
+    def pending_rows(self, file_index: int) -> int:
+        import numpy as np
+        starts = self.starts.get(file_index)
+        if starts is None or not len(starts):
+            return 0
+        return int(np.minimum(self.unit_size, self.rows[file_index] - starts).sum())
+
+    def __iter__(self) -> Iterator[UnitRef]:
+        for index in sorted(self.starts):
+            yield from self.refs(index)
+
+
+def unit_refs(plan, done: dict, summary, progress, priors_path=None) -> Pending:
     """The local executor's work units (file, first row, rows) from the files' row counts, cut by --limit as
     `pipeline._units` cuts them; units already in parts count as done. CSV files, whose row count is not in
-    their metadata, are counted with one streaming pass here."""
+    their metadata, are counted with one streaming pass here. (priors_path: unused; read tasks read priors.)"""
+    import numpy as np
     from .archive import iter_batches
-    from .priors import PriorCursor
     o = plan.opts
-    remaining, pending, priors = o.limit, [], PriorCursor(priors_path)
+    size = o.unit_size
+    done_starts: dict[int, list[int]] = {}
+    for unit in done:
+        index, start = unit.split(":")
+        done_starts.setdefault(int(index), []).append(int(start))
+    remaining, pending = o.limit, Pending(size, {}, {})
     for f in plan.files:
         rows = f.rows
         if rows is None:
@@ -230,13 +266,12 @@ def unit_refs(plan, done: dict, summary, progress, priors_path) -> list:
         if remaining is not None:
             rows = min(rows, remaining)
             remaining -= rows
-        for start in range(0, rows, o.unit_size):
-            n = min(o.unit_size, rows - start)
-            summary.rows += n
-            if f"{f.index}:{start}" in done:
-                progress.update(n)
-                continue
-            pending.append(UnitRef(f.index, start, n, priors.take(f.index, start, n)))
+        starts = np.arange(0, rows, size, dtype=np.int64)
+        is_done = np.isin(starts, np.array(done_starts.get(f.index, []), dtype=np.int64))
+        summary.rows += rows
+        if is_done.any():
+            progress.update(int(np.minimum(size, rows - starts[is_done]).sum()))
+        pending.starts[f.index], pending.rows[f.index] = starts[~is_done], rows
     return pending
 
 
@@ -255,18 +290,19 @@ def reservation(slots: list[NodeSlots]) -> float:
 
 def run_units(plan, done: dict, summary, progress, priors_path) -> Iterator[tuple[int, str, object]]:
     """(file index, unit id, part table) for every pending unit, as units finish (not in input order)."""
-    units = unit_refs(plan, done, summary, progress, priors_path)
-    if not units:
+    units = unit_refs(plan, done, summary, progress)
+    if not len(units):
         return
     o = plan.opts
     ray = connect(o.ray_address)
     try:
-        yield from _run(ray, plan, units)
+        yield from _run(ray, plan, units, priors_path)
     finally:
         ray.shutdown()  # disconnects; stops the Ray this run started, never a cluster's
 
 
-def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
+def _run(ray, plan, units: Pending, priors_path) -> Iterator[tuple[int, str, object]]:
+    import numpy as np
     from ray.data import ActorPoolStrategy, DataContext
     from .engine import WorkerSpec
     from .ray_data import UnitAnnotator, UnitDatasource, UnitJob, from_ipc
@@ -278,8 +314,10 @@ def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
     named = [(f"model {m.name!r}", m.path) for m in models if not m.is_rules]  # rules: code, not a file
     named += [(f"adapter of model {m.name!r}", m.adapter) for m in models if m.adapter]
     files = [(what, path, Path(path).stat().st_size, sha256_file(path)) for what, path in named]
-    wanted = {u.file_index for u in units}
+    wanted = {i for i, starts in units.starts.items() if len(starts)}
     files += [("input", os.path.abspath(f.path), f.size, None) for f in plan.files if f.index in wanted]
+    if priors_path is not None:   # read tasks read the units' prior reports from the work directory
+        files.append(("prior reports", os.path.abspath(priors_path), Path(priors_path).stat().st_size, None))
     check_nodes(ray, slots, files, worker_memory(models, o.engine) if models else 0)
 
     threads = o.threads or min(s.threads for s in slots)
@@ -295,7 +333,8 @@ def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
     # Work starts once every annotator has loaded its models (so all get work), or fails after START_TIMEOUT_S
     # when the cluster cannot place them, instead of waiting forever.
     ctx.wait_for_min_actors_s = START_TIMEOUT_S
-    source = UnitDatasource(plan.files, units, o.encoding, o.columns.text_columns(), o.unit_size)
+    source = UnitDatasource(plan.files, units, o.encoding, o.columns.text_columns(),
+                            os.path.abspath(priors_path) if priors_path is not None else None)
     ds = (ray.data.read_datasource(source, override_num_blocks=max(1, actors) * 2)
           .repartition(target_num_rows_per_block=1)
           .map_batches(UnitAnnotator, fn_constructor_args=(spec, set(plan.models), job), batch_size=1,
@@ -307,13 +346,22 @@ def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
     _say(o.quiet, f"ray: {len(slots)} node(s), {actors} annotator(s) of {threads} thread(s), {cpus} CPU reserved "
                   f"each; {len(units)} unit(s) to annotate: " + ", ".join(s.describe() for s in slots))
     per_annotator: Counter = Counter()
-    finished: set[str] = set()
+    finished = {i: np.zeros(len(starts), dtype=bool) for i, starts in units.starts.items()}
+    raised_in_a_row = 0
     try:
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             for row in batch.to_pylist():
                 per_annotator[row["annotator"]] += 1
-                finished.add(row["unit"])
+                index, start = map(int, row["unit"].split(":"))
+                finished[index][np.searchsorted(units.starts[index], start)] = True
                 yield row["file_index"], row["unit"], from_ipc(row["part"])
+                # As the local pool: an engine that raises on unit after unit is broken, not the reports.
+                raised_in_a_row = raised_in_a_row + 1 if row["raised"] else 0
+                if raised_in_a_row >= MAX_RAISED_IN_A_ROW:
+                    raise EngineError(f"The engine raised {row['raised']} on {raised_in_a_row} units in a row "
+                                      f"(last: unit {row['unit']}): the model, adapter or engine is broken, not "
+                                      "the reports. Parts already written are kept; fix the cause and rerun the "
+                                      "same command to resume.")
     except (KeyboardInterrupt, GeneratorExit):
         raise
     except Exception as exc:
@@ -323,11 +371,11 @@ def _run(ray, plan, units: list) -> Iterator[tuple[int, str, object]]:
                           "cause and rerun the same command to resume.") from None
     _say(o.quiet, f"ray: units per annotator: " +
          ", ".join(f"{name}: {n}" for name, n in sorted(per_annotator.items())))
-    dropped = [u for u in units if u.unit_id not in finished]
+    dropped = [u for i, starts in units.starts.items() for u in units.refs(i, starts[~finished[i]])]
     if dropped:
         _say(o.quiet, f"ray: gave up on {len(dropped)} unit(s) after {MAX_ATTEMPTS} tries each: "
                       f"{', '.join(u.unit_id for u in dropped)}; their rows are marked failed")
-        yield from failed_parts(plan, dropped, GIVE_UP)
+        yield from failed_parts(plan, dropped, GIVE_UP, priors_path)
 
 
 def _tolerated(units: int) -> int:
@@ -342,17 +390,20 @@ def _actor_env(threads: int) -> dict[str, str]:
     return env
 
 
-def failed_parts(plan, units: list, failure: str) -> Iterator[tuple[int, str, object]]:
+def failed_parts(plan, units: list, failure: str, priors_path=None) -> Iterator[tuple[int, str, object]]:
     """Part tables for units that could not be annotated: the units are read again here, on the driver, and
     every row comes out with status failed and `failure` as each head's error, as the local executor does."""
-    from .ray_data import unit_tables
+    from .ray_data import UnitPriors, unit_tables
     from .rows import assemble, prepare
     o = plan.opts
     for f in plan.files:
-        mine = [u for u in units if u.file_index == f.index]
-        for u, table in unit_tables(f, mine, o.encoding, o.columns.text_columns(), o.unit_size) if mine else ():
+        mine = sorted((u for u in units if u.file_index == f.index), key=lambda u: u.start)
+        if not mine:
+            continue
+        priors = UnitPriors(priors_path, f.index, mine[0].start, mine[-1].start + mine[-1].rows)
+        for u, table in unit_tables(f, mine, o.encoding, o.columns.text_columns(), o.unit_size):
             work = prepare(f.index, f.path, u.start, table, o.columns, plan.heads, plan.head_models,
-                           plan.recipes.profiles, u.priors)
+                           plan.recipes.profiles, priors.take(u.start, u.rows))
             yield f.index, u.unit_id, assemble(work, plan.heads, None, failure, plan.keep, plan.head_models,
                                                o.chexpert_numeric)
 

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 from . import __version__
 from .archive import iter_units
 from .engine import WorkerSpec
-from .errors import StorageError
+from .errors import InputError, StorageError
 from .finalize import finalize
 from .output import RunStore
 from .plan import AnnotateOptions, Plan, build_plan, check_memory, default_parallelism
@@ -171,14 +171,18 @@ def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: R
 def _local_parts(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progress, threads: int,
                  workers: int) -> Iterator[tuple[int, str, object]]:
     """(file index, unit id, part table) per unit, from local worker processes."""
-    from .pool import Pool
+    from .pool import Pool, Watchdog
     pool = None
     try:
         units = _units(plan, store, done, summary, progress)
         if plan.heads:
             spec = WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads,
                               engine=plan.opts.engine)
-            pool = Pool(spec, workers, set(spec.models))
+            try:
+                watchdog = Watchdog.from_env()
+            except ValueError as exc:
+                raise InputError(str(exc)) from None
+            pool = Pool(spec, workers, set(spec.models), watchdog=watchdog, quiet=plan.opts.quiet)
             pool.start()
             outcomes = ((o.unit, o.completions, o.failure)
                         for o in pool.run((w.unit_id, w, w.requests) for w in units))

@@ -174,7 +174,7 @@ def _key_material(plan: Plan) -> dict:
     used_recipes = {f"tasks/{h.recipe.id}.toml": h.recipe.sha256 for h in plan.heads}
     used_recipes["profiles.toml"] = plan.recipes.sha256.get("profiles.toml")
     return {
-        "inputs": [archive.file_identity(f) for f in plan.files],
+        "inputs": archive.file_identities(plan.files),
         "recipes": used_recipes,
         "models": {n: {**plan.hashes[n], "context_size": m.context_size, "profile": m.profile,
                        "chat_template": m.chat_template, "thinking": m.thinking} for n, m in plan.models.items()},

@@ -4,6 +4,10 @@ Standard pools hang or break when a worker is killed (OOM killer, SIGKILL, an ab
 worker has its own pipe; the supervisor waits on pipes and process sentinels together, so a death is seen at
 once: the worker is replaced and its unit retried up to `max_attempts` times, after which the unit comes back
 as failed with the reason, and the job goes on. A worker that dies while loading its models is fatal.
+
+A worker that hangs is treated as one that died: `Watchdog` judges it by its own CPU time and by a counter its
+engine bumps per decode step, kills it with SIGKILL and the unit is retried. An engine that raises counts toward
+the broken-engine stop as deaths do.
 """
 
 from __future__ import annotations
@@ -11,8 +15,10 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import signal
+import sys
+import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from multiprocessing.connection import wait
 from typing import Any, Iterable, Iterator
 
@@ -24,6 +30,89 @@ from .errors import EngineError
 MAX_FAILED_UNITS_IN_A_ROW = 3
 
 
+WATCHDOG_ENV = "RADBATCH_WATCHDOG"
+
+
+@dataclass(frozen=True)
+class Watchdog:
+    """When a worker is hung rather than slow. Never judged on wall time alone: llama.cpp slows 20-40x when
+    other work shares the cores, and a slow worker must not be killed. A worker holding a unit is hung when
+      * it burned `spin_cpu_s` CPU-seconds (its own, all threads, from /proc/<pid>/stat) since its engine last
+        bumped the decode-step counter: a native loop that never returns (a heartbeat thread would keep beating,
+        since ctypes releases the GIL). The largest gap between two steps is one prompt chunk of at most 512
+        tokens (batched engine) or one whole prompt prefill (simple engine): seconds to a few CPU-minutes for a
+        4B model with a long context, so 30 CPU-minutes is far out of reach of any real step;
+      * its CPU time did not grow by a single clock tick for `stopped_s` seconds that the supervisor itself was
+        running (SIGSTOP, a blocked read, a deadlock). A worker that is only slowed still gets CPU every second.
+    Loading the models gets the same two checks, with `load_cpu_s` as the CPU budget (loading bumps no counter).
+    `poll_s` is how often the supervisor looks. A hung worker is killed with SIGKILL (SIGTERM stays pending on a
+    stopped process). Set from `RADBATCH_WATCHDOG` (`stopped_s=120,spin_cpu_s=600`); without /proc (not
+    Linux) there is no hang check."""
+
+    spin_cpu_s: float = 1800.0
+    stopped_s: float = 600.0
+    load_cpu_s: float = 1800.0
+    poll_s: float = 5.0
+
+    @classmethod
+    def from_env(cls) -> "Watchdog":
+        values = {}
+        known = [f.name for f in fields(cls)]
+        for item in filter(None, (x.strip() for x in os.environ.get(WATCHDOG_ENV, "").split(","))):
+            name, eq, raw = item.partition("=")
+            if not eq or name.strip() not in known:
+                raise ValueError(f"{WATCHDOG_ENV}: expected name=seconds with name one of {', '.join(known)}; "
+                                 f"got {item!r}")
+            try:
+                values[name.strip()] = float(raw)
+            except ValueError:
+                raise ValueError(f"{WATCHDOG_ENV}: {name.strip()} must be a number of seconds, not {raw!r}") from None
+            if values[name.strip()] <= 0:
+                raise ValueError(f"{WATCHDOG_ENV}: {name.strip()} must be above 0")
+        return cls(**values)
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of a process, all its threads (None once it is gone, or without /proc)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            fields_ = fh.read().rpartition(b")")[2].split()
+        return (int(fields_[11]) + int(fields_[12])) / _TICK
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+class _Watch:
+    """What the supervisor last saw of one busy or loading worker."""
+
+    def __init__(self, pid: int, progress: int):
+        self.pid, self.progress = pid, progress
+        self.cpu = cpu_seconds(pid)
+        self.cpu_at_step = self.cpu   # CPU time when the counter last moved
+        self.still = 0.0              # observed seconds without a CPU tick
+        self.seen = time.monotonic()
+
+    def hung(self, progress: int, dog: Watchdog, cpu_budget: float) -> str | None:
+        now, cpu = time.monotonic(), cpu_seconds(self.pid)
+        if cpu is None or self.cpu is None:
+            return None   # gone (its sentinel reports the death) or no /proc
+        # Count only time the supervisor was running to look (a suspended laptop or a stopped job is no hang).
+        gap = min(now - self.seen, 2 * dog.poll_s)
+        self.seen = now
+        self.still = self.still + gap if cpu == self.cpu else 0.0
+        self.cpu = cpu
+        if progress != self.progress:
+            self.progress, self.cpu_at_step = progress, cpu
+        if self.still >= dog.stopped_s:
+            return f"no CPU time for {self.still:.0f} s: stopped or blocked"
+        if cpu - self.cpu_at_step >= cpu_budget:
+            return f"{cpu - self.cpu_at_step:.0f} CPU-seconds without a decode step: stuck in a loop"
+        return None
+
+
 @dataclass
 class UnitOutcome:
     unit: Any
@@ -32,10 +121,11 @@ class UnitOutcome:
 
 
 def crash_if_asked(unit_id: str) -> None:
-    """Test-only fault injection (tests/test_faults*.py, tests/test_ray.py): RADBATCH_TEST_CRASH_UNIT="0:8,0:16"
-    kills the worker with SIGKILL when it receives one of these units ("load": while loading). Options after
-    ';': `segv` crashes in native code instead, `once=PATH` crashes only while PATH does not exist (it is
-    created first)."""
+    """Test-only fault injection (tests/test_faults*.py, tests/test_reliability_workers.py, tests/test_ray.py):
+    RADBATCH_TEST_CRASH_UNIT="0:8,0:16" kills the worker with SIGKILL when it receives one of these units
+    ("load": while loading). Options after ';': `segv` crashes in native code instead, `stop` stops the worker
+    (SIGSTOP to itself), `spin` loops burning CPU without a decode step, `raise` raises RuntimeError as a broken
+    engine would; `once=PATH` does it only while PATH does not exist (it is created first)."""
     units, *opts = os.environ.get("RADBATCH_TEST_CRASH_UNIT", "").split(";")
     if unit_id not in units.split(","):
         return
@@ -44,6 +134,14 @@ def crash_if_asked(unit_id: str) -> None:
         if os.path.exists(flags["once"]):
             return
         open(flags["once"], "w").close()
+    if "raise" in flags:
+        raise RuntimeError("test fault")
+    if "stop" in flags:
+        os.kill(os.getpid(), signal.SIGSTOP)
+        return
+    if "spin" in flags:
+        while True:
+            pass
     if "segv" in flags:
         import ctypes
         ctypes.string_at(0)  # a NULL read in native code: SIGSEGV
@@ -60,15 +158,16 @@ def _die_with_parent() -> None:
         pass
 
 
-def _worker_main(conn, spec: WorkerSpec, needed: set[str]) -> None:
+def _worker_main(conn, spec: WorkerSpec, needed: set[str], progress=None) -> None:
     parent = os.getppid()
     _die_with_parent()
     if os.getppid() != parent:  # the supervisor died before the death signal was armed
         return
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor handles Ctrl-C and stops us
-    from .engine import build_engines, run_unit
-    crash_if_asked("load")
+    from .engine import build_engines, run_unit, watch_progress
+    watch_progress(progress)
     try:
+        crash_if_asked("load")
         engines = build_engines(spec, needed)
         reply = ("ready", os.getpid())
     except Exception as exc:  # report the load failure; never the traceback of a report
@@ -87,11 +186,11 @@ def _worker_main(conn, spec: WorkerSpec, needed: set[str]) -> None:
         if msg is None:
             return
         unit_id, requests = msg
-        crash_if_asked(unit_id)
         try:
+            crash_if_asked(unit_id)
             reply = ("done", unit_id, run_unit(engines, requests))
         except Exception as exc:
-            reply = ("unit_error", unit_id, f"{type(exc).__name__}: {exc}")
+            reply = ("unit_error", unit_id, f"{type(exc).__name__}: {exc}", type(exc).__name__)
         try:
             conn.send(reply)
         except OSError:
@@ -101,16 +200,20 @@ def _worker_main(conn, spec: WorkerSpec, needed: set[str]) -> None:
 class _Worker:
     def __init__(self, ctx, spec: WorkerSpec, needed: set[str]):
         self.conn, child = ctx.Pipe()
-        self.proc = ctx.Process(target=_worker_main, args=(child, spec, needed), daemon=True)
+        self.progress = ctx.RawValue("Q", 0)   # decode steps, bumped by the worker's engine
+        self.proc = ctx.Process(target=_worker_main, args=(child, spec, needed, self.progress), daemon=True)
         self.proc.start()
         child.close()
         self.ready = False
-        self.unit = None  # (unit, unit_id) in flight
+        self.unit = None  # (unit_id, unit, requests) in flight
+        self.watch: _Watch | None = None
 
 
 class Pool:
-    def __init__(self, spec: WorkerSpec, workers: int, needed: set[str], max_attempts: int = 3):
+    def __init__(self, spec: WorkerSpec, workers: int, needed: set[str], max_attempts: int = 3,
+                 watchdog: Watchdog | None = None, quiet: bool = True):
         self.spec, self.n, self.needed, self.max_attempts = spec, workers, needed, max_attempts
+        self.watchdog, self.quiet = watchdog or Watchdog(), quiet
         self.ctx = mp.get_context("spawn")
         self.workers: list[_Worker] = []
 
@@ -121,7 +224,15 @@ class Pool:
             self._await_ready(w)
 
     def _await_ready(self, w: _Worker) -> None:
-        ready = wait([w.conn, w.proc.sentinel])
+        watch, dog = _Watch(w.proc.pid, 0), self.watchdog
+        while not (ready := wait([w.conn, w.proc.sentinel], timeout=dog.poll_s)):
+            why = watch.hung(0, dog, dog.load_cpu_s)
+            if why:
+                self._kill(w)
+                self.close()
+                raise EngineError(f"A worker hung while loading its model(s) ({why}) and was killed; the model "
+                                  "file may sit on a stalled file system, or the machine is out of memory. Limits: "
+                                  f"{WATCHDOG_ENV} (docs/reliability.md).")
         if w.conn in ready:
             try:
                 msg = w.conn.recv()
@@ -155,6 +266,7 @@ class Pool:
             for w in self.workers:
                 if w.unit is None and (item := self._next(source, pending)) is not None:
                     w.unit = item
+                    w.watch = _Watch(w.proc.pid, w.progress.value)
                     try:
                         w.conn.send((item[0], item[2]))
                     except OSError:
@@ -163,10 +275,21 @@ class Pool:
             if not busy:
                 return  # every idle worker was offered work: nothing pending, source exhausted
             by_handle = {h: w for w in busy for h in (w.conn, w.proc.sentinel)}
-            for handle in wait(list(by_handle)):
+            ready = wait(list(by_handle), timeout=self.watchdog.poll_s)
+            for handle in ready:
                 w = by_handle[handle]
                 if w.unit is not None and w in self.workers:
                     outcome = self._collect(w, handle, attempts, pending)
+                    if outcome is not None:
+                        yield outcome
+            for w in busy:   # a worker whose reply or death is already here is not judged
+                if w.unit is None or w not in self.workers or w.conn in ready or w.proc.sentinel in ready:
+                    continue
+                why = w.watch.hung(w.progress.value, self.watchdog, self.watchdog.spin_cpu_s)
+                if why:
+                    self._kill(w)
+                    outcome = self._lost(w, attempts, pending, f"hung ({why})",
+                                         f"worker hung on unit {w.unit[0]} ({why}); killed it {{n}} times")
                     if outcome is not None:
                         yield outcome
 
@@ -182,24 +305,47 @@ class Pool:
                 if msg[0] == "done":
                     self._failed_in_a_row = 0
                     return UnitOutcome(unit, msg[2])
+                # An engine that raises on unit after unit is as broken as one that dies on them.
+                self._give_up(f"The engine raised {msg[3]} on {{n}} units in a row (last: unit {unit_id})")
                 return UnitOutcome(unit, None, f"engine error: {msg[2]}")
-        # The worker died holding this unit: replace it, retry the unit a bounded number of times.
-        w.unit = None
+        # The worker died holding this unit.
         w.proc.join(timeout=5)
         code = w.proc.exitcode
+        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+        return self._lost(w, attempts, pending, f"died ({how})", f"worker died ({how}) on this unit {{n}} times")
+
+    def _lost(self, w: _Worker, attempts: dict, pending: deque, how: str, failure: str) -> UnitOutcome | None:
+        """A worker died or was killed holding its unit: replace it, retry the unit a bounded number of times,
+        then fail the unit's rows with the reason."""
+        unit_id, unit, requests = w.unit
+        w.unit = None
         self._replace(w)
         attempts[unit_id] = attempts.get(unit_id, 0) + 1
-        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         if attempts[unit_id] < self.max_attempts:
             pending.append((unit_id, unit, requests))
             return None
+        self._give_up(f"Workers {how} on {{n}} units in a row, {self.max_attempts} tries each")
+        return UnitOutcome(unit, None, failure.format(n=attempts[unit_id]))
+
+    def _give_up(self, what: str) -> None:
+        """One more unit given up on; stop the run after MAX_FAILED_UNITS_IN_A_ROW with no unit done between."""
         self._failed_in_a_row += 1
         if self._failed_in_a_row >= MAX_FAILED_UNITS_IN_A_ROW:
             self.close()
-            raise EngineError(f"Workers died ({how}) on {self._failed_in_a_row} units in a row, {self.max_attempts} "
-                              "tries each: the model, adapter or engine is broken, not the reports. Parts already "
-                              "written are kept; fix the cause and rerun the same command to resume.")
-        return UnitOutcome(unit, None, f"worker died ({how}) on this unit {attempts[unit_id]} times")
+            raise EngineError(what.format(n=self._failed_in_a_row) + ": the model, adapter or engine is broken, not "
+                              "the reports. Parts already written are kept; fix the cause and rerun the same "
+                              "command to resume.")
+
+    def _kill(self, w: _Worker) -> None:
+        """SIGKILL, not SIGTERM: a stopped process keeps SIGTERM pending and never dies of it."""
+        if not self.quiet:
+            unit = f" on unit {w.unit[0]}" if w.unit else " while loading"
+            print(f"radbatch: worker {w.proc.pid} hung{unit}; killing it (SIGKILL)", file=sys.stderr, flush=True)
+        try:
+            w.proc.kill()
+        except (OSError, ValueError):
+            pass
+        w.proc.join(timeout=10)
 
     def _replace(self, w: _Worker) -> None:
         idx = self.workers.index(w)

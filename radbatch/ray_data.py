@@ -22,13 +22,13 @@ from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
 from .archive import InputFile, iter_units
-from .executor_ray import UnitRef
+from .executor_ray import Pending, UnitRef
 
 UNIT_SCHEMA = pa.schema([("unit", pa.string()), ("file_index", pa.int32()), ("source_file", pa.string()),
                          ("start_row", pa.int64()), ("rows", pa.int64()), ("data", pa.binary()),
                          ("priors", pa.string())])
 RESULT_SCHEMA = pa.schema([("unit", pa.string()), ("file_index", pa.int32()), ("part", pa.binary()),
-                           ("annotator", pa.string())])
+                           ("annotator", pa.string()), ("raised", pa.string())])
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -42,11 +42,53 @@ def from_ipc(data: bytes) -> pa.Table:
     return pa.ipc.open_stream(pa.py_buffer(data)).read_all()
 
 
-def _unit_row(f: InputFile, u: UnitRef, table: pa.Table) -> pa.Table:
+def _unit_row(f: InputFile, u: UnitRef, table: pa.Table, priors: dict[int, str]) -> pa.Table:
     return pa.Table.from_pylist([{"unit": u.unit_id, "file_index": f.index, "source_file": f.path,
                                   "start_row": u.start, "rows": u.rows, "data": to_ipc(table),
-                                  "priors": json.dumps({str(k): v for k, v in u.priors.items()})}],
+                                  "priors": json.dumps({str(k): v for k, v in priors.items()})}],
                                 schema=UNIT_SCHEMA)
+
+
+class UnitPriors:
+    """The prior reports of one file's rows [first, end), read in order from priors.parquet (sorted by file and
+    row; only the row groups whose statistics can hold those rows), handed out for units asked in row order.
+    Memory: one batch of priors at a time."""
+
+    def __init__(self, path: str | None, file_index: int, first: int, end: int):
+        self.file = file_index
+        self._rows: Iterator[tuple[int, int, str]] = iter(())
+        if path is not None:
+            import pyarrow.parquet as pq
+            pf = pq.ParquetFile(path)
+            groups = [i for i in range(pf.metadata.num_row_groups)
+                      if self._may_hold(pf.metadata.row_group(i), file_index, first, end)]
+            if groups:
+                batches = pf.iter_batches(batch_size=4096, row_groups=groups, columns=["file", "row", "prior"])
+                self._rows = (r for b in batches for r in zip(*(b.column(c).to_pylist() for c in ("file", "row",
+                                                                                                    "prior"))))
+        self._head = next(self._rows, None)
+
+    @staticmethod
+    def _may_hold(rg, file_index: int, first: int, end: int) -> bool:
+        try:
+            fs, rs = rg.column(0).statistics, rg.column(1).statistics
+            if fs is None or rs is None or not (fs.has_min_max and rs.has_min_max):
+                return True
+            if fs.max < file_index or fs.min > file_index:
+                return False
+            return not (fs.min == fs.max == file_index and (rs.max < first or rs.min >= end))
+        except (AttributeError, IndexError):
+            return True
+
+    def take(self, start: int, n: int) -> dict[int, str]:
+        """Priors of rows start..start+n-1; earlier rows are skipped for good."""
+        out: dict[int, str] = {}
+        while self._head is not None and (self._head[0], self._head[1]) < (self.file, start + n):
+            f, row, text = self._head
+            if (f, row) >= (self.file, start):
+                out[row] = text
+            self._head = next(self._rows, None)
+        return out
 
 
 def unit_tables(f: InputFile, units: list[UnitRef], encoding: str, text_columns: set[str],
@@ -88,13 +130,15 @@ def _csv_unit_tables(f: InputFile, units: list[UnitRef], encoding: str, text_col
 
 
 class UnitDatasource(Datasource):
-    """The pending work units of an archive; `get_read_tasks` groups them into read tasks per file."""
+    """The pending work units of an archive; `get_read_tasks` groups them into read tasks per file. A read task
+    carries only its units' first rows (a slice of `Pending`), and reads their rows and priors itself."""
 
-    def __init__(self, files: list[InputFile], units: list[UnitRef], encoding: str, text_columns: set[str],
-                 unit_size: int):
+    def __init__(self, files: list[InputFile], units: Pending, encoding: str, text_columns: set[str],
+                 priors_path: str | None = None):
         super().__init__()
         self.files = {f.index: f for f in files}
-        self.units, self.encoding, self.text_columns, self.unit_size = units, encoding, text_columns, unit_size
+        self.units, self.encoding, self.text_columns = units, encoding, text_columns
+        self.unit_size, self.priors_path = units.unit_size, priors_path
 
     def get_name(self) -> str:
         return "RadbatchUnits"
@@ -103,55 +147,54 @@ class UnitDatasource(Datasource):
         total = sum(f.rows or 0 for f in self.files.values())
         if not total:
             return None
-        return int(sum(self.files[u.file_index].size * u.rows / total for u in self.units)) or None
+        return int(sum(self.files[i].size * self.units.pending_rows(i) / total for i in self.units.starts)) or None
 
     def get_read_tasks(self, parallelism: int, per_task_row_limit: int | None = None,
                        data_context=None) -> list[ReadTask]:
-        by_file: dict[int, list[UnitRef]] = {}
-        for u in self.units:
-            by_file.setdefault(u.file_index, []).append(u)
-        pending_rows = sum(u.rows for u in self.units)
+        pending_rows = sum(self.units.pending_rows(i) for i in self.units.starts)
         target = max(self.unit_size, -(-pending_rows // max(1, parallelism)))
         tasks = []
-        for index, units in sorted(by_file.items()):
+        for index, starts in sorted(self.units.starts.items()):
+            if not len(starts):
+                continue
             f = self.files[index]
-            for group in (self._parquet_groups(f, units, target) if f.kind == "parquet" else [units]):
+            for group in (self._parquet_groups(f, starts, target, self.unit_size) if f.kind == "parquet"
+                          else [starts]):
                 tasks.append(self._task(f, group))
         return tasks
 
     @staticmethod
-    def _parquet_groups(f: InputFile, units: list[UnitRef], target: int) -> list[list[UnitRef]]:
+    def _parquet_groups(f: InputFile, starts, target: int, unit_size: int) -> list:
         """Consecutive units, at least `target` rows a task. A task starts only in another row group than the
         task before it started in, so a row group is read by at most two tasks (a unit may span two row groups),
         and a one-row-group file is one task (its units become separate blocks downstream)."""
-        import bisect
-
+        import numpy as np
         import pyarrow.parquet as pq
         meta = pq.ParquetFile(f.path).metadata
-        starts, first = [], 0
-        for i in range(meta.num_row_groups):
-            starts.append(first)
-            first += meta.row_group(i).num_rows
-        group_of = lambda row: bisect.bisect_right(starts, row) - 1  # noqa: E731
-        groups: list[list[UnitRef]] = [[]]
-        rows = 0   # in groups[-1]
-        for u in sorted(units, key=lambda u: u.start):
-            if rows >= target and group_of(u.start) != group_of(groups[-1][0].start):
-                groups.append([])
-                rows = 0
-            groups[-1].append(u)
-            rows += u.rows
-        return groups
+        rg_starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])[:-1]
+        group_of = np.searchsorted(rg_starts, starts, side="right") - 1
+        cuts, rows, first = [], 0, 0   # rows in the group that starts at index `first`
+        for k in range(len(starts)):
+            if rows >= target and group_of[k] != group_of[first]:
+                cuts.append(k)
+                rows, first = 0, k
+            rows += unit_size
+        return np.split(starts, cuts)
 
-    def _task(self, f: InputFile, units: list[UnitRef]) -> ReadTask:
-        encoding, text_columns, unit_size = self.encoding, self.text_columns, self.unit_size
+    def _task(self, f: InputFile, starts) -> ReadTask:
+        encoding, text_columns, unit_size, priors_path = self.encoding, self.text_columns, self.unit_size, \
+            self.priors_path
+        units = Pending(unit_size, {f.index: starts}, {f.index: self.units.rows[f.index]})
 
         def read():
-            return (_unit_row(f, u, table) for u, table in unit_tables(f, units, encoding, text_columns, unit_size))
-        rows = len(units)
-        size = int(f.size * sum(u.rows for u in units) / f.rows) if f.rows else None
-        return ReadTask(read, BlockMetadata(num_rows=rows, size_bytes=size, input_files=[f.path], exec_stats=None),
-                        schema=UNIT_SCHEMA)
+            refs = units.refs(f.index)
+            priors = UnitPriors(priors_path, f.index, refs[0].start, refs[-1].start + refs[-1].rows)
+            return (_unit_row(f, u, table, priors.take(u.start, u.rows))
+                    for u, table in unit_tables(f, refs, encoding, text_columns, unit_size))
+        rows = units.pending_rows(f.index)
+        size = int(f.size * rows / f.rows) if f.rows else None
+        return ReadTask(read, BlockMetadata(num_rows=len(starts), size_bytes=size, input_files=[f.path],
+                                            exec_stats=None), schema=UNIT_SCHEMA)
 
 
 @dataclass(frozen=True)
@@ -186,17 +229,18 @@ class UnitAnnotator:
         from .rows import assemble, prepare
         job, out = self.job, []
         for row in batch.to_pylist():
-            crash_if_asked(row["unit"])
             priors = {int(k): v for k, v in json.loads(row["priors"]).items()}
             work = prepare(row["file_index"], row["source_file"], row["start_row"], from_ipc(row["data"]),
                            job.columns, job.heads, job.head_models, job.profiles, priors)
-            completions, failure = [], ""
+            completions, failure, raised = [], "", None
             if job.heads:   # as the local pool: an engine exception fails the unit's heads, not the run
                 try:
+                    crash_if_asked(row["unit"])
                     completions = run_unit(self.engines, work.requests)
                 except Exception as exc:
                     completions, failure = None, f"engine error: {type(exc).__name__}: {exc}"
+                    raised = type(exc).__name__   # the driver stops the run when units keep raising
             table = assemble(work, job.heads, completions, failure, job.keep, job.head_models, job.chexpert_numeric)
             out.append({"unit": row["unit"], "file_index": row["file_index"], "part": to_ipc(table),
-                        "annotator": self.name})
+                        "annotator": self.name, "raised": raised})
         return pa.Table.from_pylist(out, schema=RESULT_SCHEMA)

@@ -353,15 +353,17 @@ def test_reservation_leaves_a_cpu_for_ray_data_tasks():
 def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
     """The read tasks give the pending units (and only them) with the rows and types the local executor reads."""
     from radbatch.archive import inspect, iter_units
-    from radbatch.ray_data import UnitDatasource, UnitRef, from_ipc
+    import numpy as np
+    from radbatch.executor_ray import Pending
+    from radbatch.ray_data import UnitDatasource, from_ipc
     texts = [REPORTS[i % len(REPORTS)] for i in range(50)]
     path = write_reports(tmp_path / ("a.csv" if fmt == "csv" else "a.parquet"), texts=texts,
                          fmt="csv" if fmt == "csv" else "parquet")
     if fmt == "parquet-row-groups":
         pq.write_table(pq.read_table(path), path, row_group_size=7)
     f = inspect(0, path, "utf-8")
-    units = [UnitRef(0, s, min(8, 50 - s), {}) for s in range(0, 50, 8) if s != 16]   # unit 0:16 is done
-    tasks = UnitDatasource([f], units, "utf-8", {"report_text"}, 8).get_read_tasks(3)
+    units = Pending(8, {0: np.array([s for s in range(0, 50, 8) if s != 16])}, {0: 50})   # unit 0:16 is done
+    tasks = UnitDatasource([f], units, "utf-8", {"report_text"}).get_read_tasks(3)
     assert len(tasks) == (3 if fmt == "parquet-row-groups" else 1)   # CSV and one row group: one pass each
     got = {}
     for task in tasks:
@@ -376,14 +378,15 @@ def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
 
 
 def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
-    """The Ray driver plans the same units (ids, rows, --limit across files, done units skipped) and gives each
-    unit the same prior reports as the local executor's `_units`."""
+    """The Ray driver plans the same units (ids, rows, --limit across files, done units skipped), and its read
+    tasks give each unit the same prior reports as the local executor's `_units`."""
     import pyarrow as pa
     from radbatch.archive import ColumnOptions
     from radbatch.executor_ray import unit_refs
     from radbatch.output import RunStore
     from radbatch.pipeline import RunSummary, _priors, _units
     from radbatch.plan import AnnotateOptions, build_plan
+    from radbatch.ray_data import UnitPriors
 
     class Progress:
         def update(self, n):
@@ -405,13 +408,51 @@ def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
     done = {"0:8": None}
     local_summary, ray_summary = RunSummary(), RunSummary()
     local = list(_units(plan, store, done, local_summary, Progress()))
-    refs = unit_refs(plan, done, ray_summary, Progress(), _priors(plan, store))
+    refs = list(unit_refs(plan, done, ray_summary, Progress()))
+    priors_path = str(_priors(plan, store))
     assert [(w.file_index, w.start_row, w.table.num_rows) for w in local] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
     assert [(u.file_index, u.start, u.rows) for u in refs] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
     assert local_summary.rows == ray_summary.rows == 27
     with_priors = 0
     for w, u in zip(local, refs):
         local_priors = {w.start_row + i: row.prior for i, row in enumerate(w.inputs) if row and row.prior}
-        assert u.priors == local_priors
+        assert UnitPriors(priors_path, u.file_index, u.start, u.start + u.rows).take(u.start, u.rows) == local_priors
         with_priors += len(local_priors)
     assert with_priors > 0
+
+
+def _private_env(tmp_path: Path) -> dict:
+    home = tmp_path / "home"
+    home.mkdir(exist_ok=True)
+    return {**{k: v for k, v in ENV.items() if not k.startswith("RAY_AUTH")}, "HOME": str(home)}
+
+
+def test_ray_engine_raising_on_every_unit_stops_with_exit_3(archive, tmp_path):
+    """As the local pool (issue 13, item 4): units whose engine raises, 3 in a row, stop the run with exit 3."""
+    r = subprocess.run(_cmd(archive, tmp_path / "o.parquet", "--executor", "ray"), capture_output=True, text=True,
+                       env={**_private_env(tmp_path), "RADBATCH_TEST_CRASH_UNIT": "0:0,0:8,0:16,0:24;raise"},
+                       timeout=300)
+    assert r.returncode == 3, r.stderr[-3000:]
+    assert re.search(r"Error: The engine raised RuntimeError on 3 units in a row \(last: unit 0:\d+\)", r.stderr)
+    assert "Traceback" not in r.stderr
+
+
+def test_ray_read_tasks_give_the_temporal_head_the_local_priors(tmp_path):
+    """The driver no longer ships priors with each unit: read tasks read them from priors.parquet (issue 13,
+    item 12). With a relative -o, the Ray output equals the local executor's, priors included."""
+    import pyarrow as pa
+    n = 8
+    pq.write_table(pa.table({"report_id": [f"R{i}" for i in range(n)],
+                             "report_text": [REPORTS[i % len(REPORTS)] for i in range(n)],
+                             "patient_id": [f"P{i // 2}" for i in range(n)],
+                             "study_date": [f"2024-0{1 + i % 2}-15" for i in range(n)]}), tmp_path / "t.parquet")
+    args = ["--tasks", "temporal_comparison", "--patient-column", "patient_id", "--date-column", "study_date",
+            "--workers", "1", "--threads", "1", "-q"]
+    env = _private_env(tmp_path)
+    for out, extra in (("local.parquet", []), ("ray.parquet", ["--executor", "ray"])):
+        r = subprocess.run([str(BIN / "radbatch"), "annotate", "t.parquet", "-o", out, *args, *extra], cwd=tmp_path,
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr[-3000:]
+    local, ray_ = pl.read_parquet(tmp_path / "local.parquet"), pl.read_parquet(tmp_path / "ray.parquet")
+    assert ray_.equals(local)
+    assert (local["temporal_comparison__status"][1::2] != "not_applicable").all()   # each odd row has a prior
