@@ -92,35 +92,27 @@ def engine_options(fn):
 @click.option("--chexpert-numeric", is_flag=True, help="Also write CheXpert 1/0/-1/blank columns.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
-def annotate(inputs, output, tasks, questions, limit, keep_columns, id_column, text_column, findings_column,
-             impression_column, patient_column, date_column, modality_column, question_column,
-             hypothesis_column, encoding, workers, threads, model, models_file, routing_file, adapter, engine,
-             executor, ray_address, restart, retry_errors, fail_on_row_errors, chexpert_numeric, quiet):
+def annotate(inputs, output, **options):
     """Annotate report archives (Parquet/CSV files, directories, globs) with the task heads."""
-    from .archive import ColumnOptions
-    from .pipeline import Interrupted, annotate as run
-    from .plan import AnnotateOptions
+    from .api import annotate as run
+    from .pipeline import Interrupted
     from .report import print_start, print_summary
 
-    if ray_address and executor != "ray":
+    if options["ray_address"] and options["executor"] != "ray":
         raise click.UsageError("--ray-address needs --executor ray")
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a file-size limit becomes an OSError, not a kill
-    cols = ColumnOptions(id_column, text_column, findings_column, impression_column, patient_column,
-                         date_column, modality_column, question_column, hypothesis_column)
-    opts = AnnotateOptions(
-        tuple(inputs), output, tasks, cols, tuple(questions), encoding, limit,
-        tuple(c.strip() for c in keep_columns.split(",")) if keep_columns else None, workers, threads, model,
-        models_file, routing_file, adapter, restart, retry_errors, fail_on_row_errors, chexpert_numeric, quiet,
-        engine=engine, executor=executor, ray_address=ray_address)
-    try:
-        summary = run(opts, on_start=None if quiet else print_start)
+    summaries = []
+    try:  # the Python API's annotate; Click's parameter names are its option names
+        run(list(inputs), output, on_start=None if options["quiet"] else print_start,
+            on_summary=summaries.append, **options)
     except Interrupted as exc:
         click.echo(f"\nInterrupted: {exc.saved_rows} newly annotated rows are saved in {exc.work_dir}. "
                    "Rerun the same command to resume.", err=True)
         sys.exit(EXIT_INTERRUPTED)
+    summary = summaries[0]
     print_summary(summary)
-    if fail_on_row_errors and summary.row_errors:
+    if options["fail_on_row_errors"] and summary.row_errors:
         sys.exit(1)
 
 

@@ -12,6 +12,7 @@ the broken-engine stop as deaths do.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import signal
@@ -197,12 +198,33 @@ def _worker_main(conn, spec: WorkerSpec, needed: set[str], progress=None) -> Non
             return  # the supervisor is gone
 
 
+@contextlib.contextmanager
+def _main_not_reimported():
+    """Start a spawned worker without re-importing the parent's __main__ in it. Workers run radbatch code
+    only; re-importing a user's script that calls `radbatch.annotate` at top level (no `if __name__ ==
+    "__main__"` guard) would start annotate again inside the worker and kill it. spawn records the main module
+    by its spec name or file; hiding both while the child's preparation data is taken skips that import."""
+    main = sys.modules.get("__main__")
+    if main is None:
+        yield
+        return
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if k in main.__dict__}
+    main.__dict__.pop("__file__", None)
+    main.__spec__ = None   # spawn reads `__spec__.name` with getattr(..., None): None means "no module"
+    try:
+        yield
+    finally:
+        main.__dict__.pop("__spec__", None)
+        main.__dict__.update(saved)
+
+
 class _Worker:
     def __init__(self, ctx, spec: WorkerSpec, needed: set[str]):
         self.conn, child = ctx.Pipe()
         self.progress = ctx.RawValue("Q", 0)   # decode steps, bumped by the worker's engine
         self.proc = ctx.Process(target=_worker_main, args=(child, spec, needed, self.progress), daemon=True)
-        self.proc.start()
+        with _main_not_reimported():
+            self.proc.start()
         child.close()
         self.ready = False
         self.unit = None  # (unit_id, unit, requests) in flight
