@@ -11,8 +11,9 @@ from .bootstrap import estimate, paired_difference
 from .errors import EvalError
 from .heads import HEADS, head, scored_rows
 from .joins import GoldTable, gold_table, join, read_parquet
+from .output_rates import format_errors_among, head_rates
 from .result import EvalResult, HeadResult, RunResult, Settings
-from .rows import GOLD_PREFIX, HeadRows
+from .rows import GOLD_PREFIX, ROW_KEY, HeadRows
 from .task_specs import TaskSpec, load_specs
 
 
@@ -66,6 +67,8 @@ def _score_run(label: str, path: Path, frame: pl.DataFrame, gold_src: GoldTable,
         rows, counts = scored_rows(table, specs[task])
         rows_by_task[task] = rows
         run.heads[task] = _head_result(specs[task], rows, counts, settings)
+        run.heads[task].rates = head_rates(run.heads[task].counts,
+                                           format_errors_among(table, task, rows.keys, rows.status, ROW_KEY))
     return run, rows_by_task
 
 

@@ -47,6 +47,7 @@ class HeadResult:
     counts: dict[str, int]
     metrics: dict[str, FigureResult] = field(default_factory=dict)
     extras: dict = field(default_factory=dict)   # confusion matrices, error severity counts
+    rates: dict = field(default_factory=dict)    # truncation / invalid_output / other_error: {rate, count, n}
 
 
 @dataclass
