@@ -158,6 +158,8 @@ def baselines(archive: Path, settings: Settings) -> tuple[list[str], dict]:
         fields = [f for f in specs[task].fields if f"gold__{task}__{f}" in table.column_names]
         gold = {f: table.column(f"gold__{task}__{f}").to_pylist() for f in fields}
         labelled = [any(gold[f][i] is not None for f in fields) for i in range(table.num_rows)]
+        if not any(labelled):
+            continue  # no gold for this head in the archive
         answers = collections.Counter(json.dumps([gold[f][i] for f in fields], sort_keys=True)
                                       for i in range(table.num_rows) if labelled[i])
         top = json.loads(answers.most_common(1)[0][0])  # ties: the first seen, in archive order
