@@ -43,8 +43,10 @@ def test_single_run_table_and_json(tmp_path):
                         "0 prediction rows without gold (not scored)")
     assert lines[5] == ("m_staging: 3 scored of 4 labelled | ok 2, error 1, truncated 0, missing 0 | "
                         "not_applicable 1 | invalid gold 0 | invalid outputs 0")
-    assert lines[7].split()[:3] == ["stage/accuracy", "*", "0.667"]   # 2 of 3; majority M1 -> baseline 0.667
-    assert lines[7].split()[-2:] == ["3", "0.667"]
+    # the error row has no message, so it is not a parser refusal: an other error, not an invalid output
+    assert lines[6] == "  rates: truncation 0.000 (0/3), invalid output 0.000 (0/3), other errors 0.333 (1/3)"
+    assert lines[8].split()[:3] == ["stage/accuracy", "*", "0.667"]   # 2 of 3; majority M1 -> baseline 0.667
+    assert lines[8].split()[-2:] == ["3", "0.667"]
     data = json.loads((tmp_path / "m.json").read_text())
     assert data["schema_version"] == 1 and data["bootstrap"]["resamples"] == 1000 and data["comparison"] is None
     fig = data["runs"][0]["heads"]["m_staging"]["metrics"]["stage/accuracy"]

@@ -13,8 +13,9 @@ from .confidence import confidence_items, has_confidence
 from .errors import EvalError
 from .heads import HEADS, head, scored_rows
 from .joins import GoldTable, gold_table, join, read_parquet
+from .output_rates import format_errors_among, head_rates
 from .result import EvalResult, HeadResult, RunResult, Settings
-from .rows import GOLD_PREFIX, HeadRows
+from .rows import GOLD_PREFIX, ROW_KEY, HeadRows
 from .task_specs import TaskSpec, load_specs
 
 
@@ -81,6 +82,8 @@ def _score_run(label: str, path: Path, frame: pl.DataFrame, gold_src: GoldTable,
         run.heads[task] = _head_result(specs[task], rows, counts, settings)
         if has_confidence(specs[task], frame.columns):
             run.heads[task].calibration = _calibration(table, specs[task], *calib)
+        run.heads[task].rates = head_rates(run.heads[task].counts,
+                                           format_errors_among(table, task, rows.keys, rows.status, ROW_KEY))
     return run, rows_by_task
 
 

@@ -48,6 +48,7 @@ class HeadResult:
     metrics: dict[str, FigureResult] = field(default_factory=dict)
     extras: dict = field(default_factory=dict)   # confusion matrices, error severity counts
     calibration: dict = field(default_factory=dict)  # heads with confidence columns: calibration.summary() + counts
+    rates: dict = field(default_factory=dict)    # truncation / invalid_output / other_error: {rate, count, n}
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .output_rates import rates_line
 from .result import DiffResult, EvalResult, FigureResult, HeadResult, JoinReport, RunResult
 
 
@@ -55,7 +56,8 @@ def _counts_line(h: HeadResult) -> str:
 def _head_lines(h: HeadResult) -> list[str]:
     rows = [(f"{key} *" if key == h.primary else key, f) for key, f in h.metrics.items() if f.summary]
     width = max([len(k) for k, _ in rows] + [6])
-    lines = [_counts_line(h), f"  {'metric':<{width}}  {'value':>6}  {'95% CI':<14}  {'n':>5}  baseline"]
+    lines = [_counts_line(h)] + ([f"  {rates_line(h.rates)}"] if h.rates else [])
+    lines += [f"  {'metric':<{width}}  {'value':>6}  {'95% CI':<14}  {'n':>5}  baseline"]
     for key, f in rows:
         lines.append(_figure_line(key, f, width))
     lines += _calibration_lines(h.calibration)
