@@ -254,9 +254,12 @@ class RunStore:
         """After a complete run the work directory keeps only run.json (what "nothing to do" and --restart read):
         parts, priors and temp files hold report text radbatch copied for its own use."""
         shutil.rmtree(self.parts, ignore_errors=True)
-        for p in self.work.iterdir() if self.work.is_dir() else ():
-            if p.name != "run.json":
-                if p.is_dir() and not p.is_symlink():
-                    shutil.rmtree(p, ignore_errors=True)
-                else:
-                    remove_quietly(p)
+        try:
+            leftovers = [p for p in self.work.iterdir() if p.name != "run.json"] if self.work.is_dir() else []
+        except OSError:
+            return
+        for p in leftovers:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                remove_quietly(p)

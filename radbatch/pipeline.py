@@ -100,7 +100,10 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
     store, wipe = _open_store(plan)
     if store is None:
         summary.nothing_to_do = True
-        summary.outputs = RunStore(opts.output).final_paths(plan.files)
+        done = RunStore(opts.output)
+        if done.pending_info() is None:   # a finished run keeps no copies of report text (older versions did)
+            done.cleanup_parts()
+        summary.outputs = done.final_paths(plan.files)
         _count(summary, summary.outputs, plan)
         return summary
     retry = opts.retry_errors and store.complete_key() == plan.run_key
