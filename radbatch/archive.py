@@ -159,12 +159,14 @@ def _single_value(t: pa.DataType) -> bool:
     return True
 
 
-def part_type(f: InputFile, column: str) -> pa.DataType:
+def part_type(f: InputFile, column: str, schema: pa.Schema | None = None) -> pa.DataType:
     """The Arrow type a kept input column has in the output: CSV columns and binary columns become text."""
     if f.kind == "csv":
         return pa.string()
-    import pyarrow.parquet as pq
-    t = pq.read_schema(f.path).field(column).type
+    if schema is None:
+        import pyarrow.parquet as pq
+        schema = pq.read_schema(f.path)
+    t = schema.field(column).type
     return pa.string() if pa.types.is_binary(t) or pa.types.is_large_binary(t) else t
 
 
@@ -172,17 +174,22 @@ def check_kept_types(files: list[InputFile], keep: list[str], one_output: bool) 
     """Decided before any work: the files written into one output file must agree on each kept column's type
     (e.g. int64 ids in a Parquet file and text ids in a CSV cannot share a column). Exit 2 names the column, two
     files and their types; an output directory (-o DIR/) writes one file per input and needs no agreement."""
-    if not one_output or len(files) < 2:
+    if not one_output or len(files) < 2 or not keep:
         return
-    for column in keep:
-        first, seen = files[0], pa.schema([pa.field(column, part_type(files[0], column))])
-        for f in files[1:]:
-            field = pa.schema([pa.field(column, part_type(f, column))])
+    import pyarrow.parquet as pq
+    seen = {c: (files[0], pa.schema([])) for c in keep}
+    for f in files:
+        schema = pq.read_schema(f.path) if f.kind == "parquet" else None
+        for column in keep:
+            first, unified = seen[column]
+            field = pa.schema([pa.field(column, part_type(f, column, schema))])
+            if not unified.names or pa.types.is_null(unified.field(column).type):
+                first = f   # the file the column's type comes from (an all-null column takes any type)
             try:
-                seen = pa.unify_schemas([seen, field], promote_options="permissive")
+                seen[column] = first, pa.unify_schemas([unified, field], promote_options="permissive")
             except (pa.ArrowException, TypeError, ValueError):
                 raise InputError(
-                    f"column {column!r} holds {seen.field(column).type} values in {first.path} but "
+                    f"column {column!r} holds {unified.field(column).type} values in {first.path} but "
                     f"{field.field(column).type} values in {f.path}; one output file needs one type per column. "
                     "Convert the column to one type (e.g. ids as text) in one of the files, drop it with "
                     "--keep-columns, or write one output per input file with -o DIR/.") from None

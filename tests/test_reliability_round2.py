@@ -114,10 +114,15 @@ def test_files_radbatch_creates_are_owner_only_under_umask_022(tmp_path):
                                                        "run.json"}
 
 
-def test_sample_output_is_owner_only_under_umask_022(tmp_path):
+def test_sample_and_eval_outputs_are_owner_only_under_umask_022(tmp_path):
+    from radbatch.evaluation.synthetic import write_synthetic
     res = radbatch("sample", "-n", "3", "-o", tmp_path / "made" / "s.parquet")
     assert res.returncode == 0, res.stderr
     assert_owner_only(tmp_path / "made")
+    runs = write_synthetic(tmp_path / "synthetic", rows=16)
+    res = radbatch("eval", runs["run_b"], "--gold", runs["gold"], "--json", tmp_path / "scores" / "m.json")
+    assert res.returncode == 0, res.stderr
+    assert len(assert_owner_only(tmp_path / "scores")) == 2
 
 
 def test_finalize_temp_file_is_owner_only_inside_the_work_directory(tmp_path, monkeypatch):
