@@ -20,7 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import InputError, StorageError
-from .output import META_KEY, RunStore, move_into_place, open_private, private_dirs, remove_quietly, storage_error
+from .files import move_into_place, open_private, private_dirs, remove_quietly
+from .output import META_KEY, RunStore, storage_error
 
 FINAL_CHUNK_ROWS = 50_000  # rows buffered per write: memory stays flat however big the archive
 

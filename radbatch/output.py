@@ -13,7 +13,6 @@ report text) are removed.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -25,95 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import StorageError
+from .files import DIR_MODE, fsync_dir as _fsync_dir, open_private, private_dirs, remove_quietly, write_atomic
 
 UNITS_KEY = b"radbatch.units"
 META_KEY = "radbatch"
-FILE_MODE, DIR_MODE = 0o600, 0o700      # report text: owner-only, whatever the umask
 DIR_OUTPUT_NAME = re.compile(r"\d{5}-.+\.parquet")   # one final file per input file in a directory output
-
-
-def private_dirs(path: Path) -> None:
-    """mkdir -p: every folder it creates is 0700 (Path.mkdir gives parents the umask's mode)."""
-    path = Path(path)
-    missing = []
-    while not path.exists():
-        missing.append(path)
-        path = path.parent
-    for d in reversed(missing):
-        try:
-            os.mkdir(d, DIR_MODE)
-        except FileExistsError:
-            continue
-        os.chmod(d, DIR_MODE)
-
-
-def open_private(path: Path, mode: str = "wb"):
-    """A new (or truncated) file, 0600 whatever the umask."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-    try:
-        os.fchmod(fd, FILE_MODE)
-        return os.fdopen(fd, mode)
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, fsync, rename, fsync the folder: a crash leaves the old or the new file."""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open_private(tmp) as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
-    except BaseException:
-        remove_quietly(tmp)
-        raise
-
-
-def move_into_place(tmp: Path, path: Path) -> None:
-    """Rename a finished, fsynced temp file to its final path and fsync the folder. Across file systems (a work
-    directory on another mount) it is copied to a temp file beside the final path first, then renamed."""
-    try:
-        os.replace(tmp, path)
-    except OSError as exc:
-        if exc.errno != errno.EXDEV:
-            raise
-        near = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-        try:
-            with open(tmp, "rb") as src, open_private(near) as dst:
-                shutil.copyfileobj(src, dst, 1 << 22)
-                dst.flush()
-                os.fsync(dst.fileno())
-            os.replace(near, path)
-        except BaseException:
-            remove_quietly(near)
-            raise
-        remove_quietly(tmp)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def remove_quietly(path: Path) -> None:
-    """Best-effort cleanup: on a read-only or failing file system the error to report is the original one."""
-    try:
-        Path(path).unlink(missing_ok=True)
-    except OSError:
-        pass
 
 
 def storage_error(action: str, path: Path, exc: BaseException) -> StorageError:

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .archive import ColumnOptions, decode, iter_batches
-from .output import FILE_MODE, fsync_file, move_into_place, open_private
+from .files import FILE_MODE, fsync_file, move_into_place, open_private
 
 
 def build_priors(files, cols: ColumnOptions, encoding: str, work: Path, limit: int | None) -> Path:
