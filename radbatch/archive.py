@@ -6,6 +6,7 @@ spans two files, so a row's identity (source file, row number) and its unit are 
 
 from __future__ import annotations
 
+import codecs
 import glob
 import os
 import re
@@ -102,6 +103,8 @@ def inspect(index: int, path: Path, encoding: str) -> InputFile:
         if kind == "csv" and "Empty CSV file" in str(exc):  # a header line alone, without a line break
             raise InputError(f"{path} has no data rows (only a header?). Remove it or re-export it.") from None
         raise InputError(f"{path} cannot be read as {kind}: {_safe(exc)}") from None
+    if kind == "csv":
+        check_quoting(path, encoding)
     if rows == 0:
         raise InputError(f"{path} has no rows. Remove it from the input or re-export it.")
     dup = next((c for c in columns if columns.count(c) > 1), None)
@@ -138,9 +141,58 @@ def _check_types(f: InputFile, cols: ColumnOptions) -> None:
         if column in cols.text_columns() and not _is_text(t):
             raise InputError(f"column {column!r} in {f.path} holds {t} values, not text. Use {flag} to name the "
                              "text column.")
-        if option == "id" and pa.types.is_nested(t) and not pa.types.is_struct(t):
+        if option == "id" and not _single_value(t):
             raise InputError(f"column {column!r} in {f.path} holds {t} values; report ids must be single values "
                              f"(text or numbers). Use {flag}.")
+
+
+def _single_value(t: pa.DataType) -> bool:
+    """Ids are compared as text (duplicate check): a type that cannot be cast to text (struct, list, map) is
+    not an id."""
+    import pyarrow.compute as pc
+    if pa.types.is_nested(t):
+        return False
+    try:
+        pc.cast(pa.array([], t), pa.string())
+    except (pa.ArrowException, TypeError, ValueError):
+        return False
+    return True
+
+
+def part_type(f: InputFile, column: str, schema: pa.Schema | None = None) -> pa.DataType:
+    """The Arrow type a kept input column has in the output: CSV columns and binary columns become text."""
+    if f.kind == "csv":
+        return pa.string()
+    if schema is None:
+        import pyarrow.parquet as pq
+        schema = pq.read_schema(f.path)
+    t = schema.field(column).type
+    return pa.string() if pa.types.is_binary(t) or pa.types.is_large_binary(t) else t
+
+
+def check_kept_types(files: list[InputFile], keep: list[str], one_output: bool) -> None:
+    """Decided before any work: the files written into one output file must agree on each kept column's type
+    (e.g. int64 ids in a Parquet file and text ids in a CSV cannot share a column). Exit 2 names the column, two
+    files and their types; an output directory (-o DIR/) writes one file per input and needs no agreement."""
+    if not one_output or len(files) < 2 or not keep:
+        return
+    import pyarrow.parquet as pq
+    seen = {c: (files[0], pa.schema([])) for c in keep}
+    for f in files:
+        schema = pq.read_schema(f.path) if f.kind == "parquet" else None
+        for column in keep:
+            first, unified = seen[column]
+            field = pa.schema([pa.field(column, part_type(f, column, schema))])
+            if not unified.names or pa.types.is_null(unified.field(column).type):
+                first = f   # the file the column's type comes from (an all-null column takes any type)
+            try:
+                seen[column] = first, pa.unify_schemas([unified, field], promote_options="permissive")
+            except (pa.ArrowException, TypeError, ValueError):
+                raise InputError(
+                    f"column {column!r} holds {unified.field(column).type} values in {first.path} but "
+                    f"{field.field(column).type} values in {f.path}; one output file needs one type per column. "
+                    "Convert the column to one type (e.g. ids as text) in one of the files, drop it with "
+                    "--keep-columns, or write one output per input file with -o DIR/.") from None
 
 
 def _safe(exc: BaseException) -> str:
@@ -152,6 +204,104 @@ def _safe(exc: BaseException) -> str:
     if isinstance(exc, UnicodeDecodeError):
         return f"bytes are not valid {exc.encoding} at offset {exc.start}; pass --encoding (e.g. cp1252)"
     return msg[:200].split(":")[0] if len(msg) > 200 else msg
+
+
+SCAN_BLOCK = 1 << 24
+
+
+def _scan_chunks(path: Path, encoding: str):
+    """The file as bytes blocks where the encoding writes '"', delimiters and line breaks as ASCII (UTF-8,
+    cp1252, latin-1, ...), else as decoded text blocks (UTF-16, ...)."""
+    try:
+        ascii_like = all(c.encode(encoding) == c.encode("ascii") for c in '",\t\r\n')
+    except (LookupError, UnicodeError):
+        ascii_like = False
+    decoder = None if ascii_like else codecs.getincrementaldecoder(encoding)(errors="replace")
+    with open(path, "rb") as fh:
+        if ascii_like and codecs.lookup(encoding).name in ("utf-8", "utf-8-sig"):
+            head = fh.read(3)
+            if head != codecs.BOM_UTF8:   # Arrow skips a UTF-8 byte order mark
+                yield head
+        while block := fh.read(SCAN_BLOCK):
+            yield block if decoder is None else decoder.decode(block)
+    if decoder is not None:
+        yield decoder.decode(b"", final=True)
+
+
+def _quote_problem(chunks, delimiter: str) -> tuple[str, int, int] | None:
+    """Follows Arrow's CSV quoting (a quote opens a quoted field only at the start of a field; "" inside is a
+    quote) through the file, one find() per quote. Returns (problem, offset of the opening quote, offset where
+    it went wrong) for a quoted field that never closes ('eof': Arrow would read every later line into it) or
+    whose closing quote is followed by more text instead of a delimiter or line break ('after': Arrow would glue
+    the text on, which is how a missing quote usually shows once a later field is quoted); else None."""
+    in_quote, open_at, base, carry, prev = False, -1, 0, None, None
+    pending = iter(chunks)
+    chunk = next(pending, None)
+    while chunk is not None:
+        nxt_chunk = next(pending, None)
+        final = nxt_chunk is None
+        buf = chunk if carry is None else carry + chunk
+        if carry is None:   # first block: constants in the block's type
+            q, ends = ('"', (delimiter, "\r", "\n")) if isinstance(buf, str) else \
+                (b'"', (delimiter.encode(), b"\r", b"\n"))
+            prev = buf[:0]
+        limit = len(buf) if final else max(len(buf) - 1, 0)   # the last char waits for its successor
+        pos = 0
+        while (i := buf.find(q, pos, limit)) >= 0:
+            if not in_quote:
+                before = buf[i - 1:i] if i > 0 else prev
+                if base + i == 0 or before in ends:
+                    in_quote, open_at = True, base + i
+                pos = i + 1
+                continue
+            after = buf[i + 1:i + 2]
+            if after == q:
+                pos = i + 2           # "" inside a quoted field
+            elif after and after not in ends:
+                return "after", open_at, base + i
+            else:
+                in_quote, pos = False, i + 1
+        cut = max(pos, limit)
+        prev = buf[cut - 1:cut] if cut > 0 else prev
+        carry, base, chunk = buf[cut:], base + cut, nxt_chunk
+    return ("eof", open_at, base) if in_quote else None
+
+
+def _line_of(path: Path, encoding: str, offset: int) -> int:
+    """1-based line (\n, \r\n or \r) of a byte/char offset as _scan_chunks counts them."""
+    line, seen, last = 1, 0, None
+    for chunk in _scan_chunks(path, encoding):
+        part = chunk[:max(offset - seen, 0)]
+        cr, lf = ("\r", "\n") if isinstance(part, str) else (b"\r", b"\n")
+        line += part.count(lf) + part.count(cr) - part.count(cr + lf)
+        if last == cr and part[:1] == lf:
+            line -= 1
+        last = part[-1:] or last
+        seen += len(chunk)
+        if seen >= offset:
+            break
+    return line
+
+
+def check_quoting(path: Path, encoding: str) -> None:
+    """An unterminated or broken quote is an input error (exit 2) naming the file and line, never a merged row.
+    Arrow's reader (newlines_in_values) accepts both and silently reads later rows into one report."""
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    try:
+        problem = _quote_problem(_scan_chunks(path, encoding), delimiter)
+        if problem is None:
+            return
+        kind, opened, bad = problem
+        line, bad_line = _line_of(path, encoding, opened), _line_of(path, encoding, bad)
+    except OSError as exc:
+        raise InputError(f"{path} cannot be read as csv: {exc.strerror or type(exc).__name__}") from None
+    sep = "tab" if delimiter == "\t" else "comma"
+    if kind == "eof":
+        raise InputError(f"{path} line {line}: a quoted field opens there and is never closed, so every later line "
+                         "would be read into that one field (broken CSV quoting). Close or remove the quote.")
+    raise InputError(f"{path} line {line}: the quoted field that opens there closes on line {bad_line} with more "
+                     f"text after the closing quote instead of a {sep} or line break: a quote is missing or stray "
+                     "(broken CSV quoting). Fix the quoting.")
 
 
 def _open_csv(path: Path, encoding: str, types: dict):

@@ -1,20 +1,51 @@
 """The `radbatch` command: parse options, call one library function, turn errors into messages and exit codes.
 
 Exit codes: 0 finished (row errors are data), 1 row errors with --fail-on-row-errors, 2 usage or input error,
-3 model or engine error, 4 storage error, 130 interrupted.
+3 model or engine error, 4 storage error, 70 unexpected internal error (a bug), 130 interrupted.
+
+No traceback, ever: an exception radbatch did not expect ends with one line naming its type, where in radbatch it
+was raised and what the run was working on (an input file, a work unit, an output), never the exception's
+message, which may quote a report. Every file the commands create is owner-only (umask 077).
 """
 
 from __future__ import annotations
 
+import errno
 import functools
+import os
 import signal
 import sys
+import traceback
 
 import click
 
 from .errors import RadbatchError
 
 EXIT_INTERRUPTED = 130
+EXIT_INTERNAL = 70   # sysexits' EX_SOFTWARE
+
+
+def _raised_at(exc: BaseException) -> str:
+    """'radbatch/finalize.py:120' for the innermost radbatch frame of the traceback (no values, no message)."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__)
+              if "/radbatch/" in f.filename.replace(os.sep, "/")]
+    if not frames:
+        return "outside radbatch"
+    name = frames[-1].filename.replace(os.sep, "/").rsplit("/radbatch/", 1)[1]
+    return f"at radbatch/{name}:{frames[-1].lineno}"
+
+
+def report_unexpected(exc: BaseException):
+    """One line for an exception radbatch did not expect, then exit 70: its type, where it was raised and what
+    the run was working on. Never str(exc): an exception's arguments may quote a report."""
+    from .errors import activity
+    kind = type(exc).__name__
+    if isinstance(exc, OSError) and exc.errno in errno.errorcode:
+        kind += f" ({errno.errorcode[exc.errno]})"
+    click.echo(f"Error: unexpected {kind} {_raised_at(exc)} while working on {activity()}. This is a radbatch "
+               "bug, not a problem with your reports: please report this line (it holds no report text). "
+               "Finished parts are kept; rerun the same command to resume.", err=True)
+    sys.exit(EXIT_INTERNAL)
 
 
 def handle_errors(fn):
@@ -23,12 +54,16 @@ def handle_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
         except RadbatchError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(exc.exit_code)
         except KeyboardInterrupt:  # Ctrl-C outside the work loop (planning, model hashing, finalize)
             click.echo("\nInterrupted. Rerun the same command to resume.", err=True)
             sys.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug: one line, never a traceback or the exception's text
+            report_unexpected(exc)
     return wrapper
 
 
@@ -36,6 +71,7 @@ def handle_errors(fn):
 @click.version_option(package_name="radbatch")
 def cli() -> None:
     """Annotate radiology report archives with small fine-tuned LLMs on CPUs."""
+    os.umask(0o077)  # outputs, parts, priors, temp files hold report text: owner-only whatever the user's umask
 
 
 def input_options(fn):
@@ -253,4 +289,7 @@ _register_optional()
 
 
 def main() -> None:
-    cli()
+    try:
+        cli()
+    except Exception as exc:  # commands without handle_errors (eval, sample): the same one-line policy
+        report_unexpected(exc)

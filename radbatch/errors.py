@@ -40,3 +40,17 @@ class StorageError(RadbatchError):
 
 class RowError(Exception):
     """A per-row failure (bad model output, ...): recorded in `<task>__error`, never fatal."""
+
+
+# What the run is working on (an input file, a work unit, an output), named in the one-line message for an
+# unexpected exception. A plain global: the main process sets it as it goes; it never holds report text.
+_activity = "starting"
+
+
+def working_on(what: str) -> None:
+    global _activity
+    _activity = what
+
+
+def activity() -> str:
+    return _activity

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Iterator
@@ -19,7 +20,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from .errors import InputError, StorageError
-from .output import META_KEY, RunStore, _fsync_dir, remove_quietly, storage_error
+from .files import move_into_place, open_private, private_dirs, remove_quietly
+from .output import META_KEY, RunStore, storage_error
 
 FINAL_CHUNK_ROWS = 50_000  # rows buffered per write: memory stays flat however big the archive
 
@@ -99,11 +101,12 @@ class _Checked:
 
 
 def _sink(path: Path, schema: pa.Schema, tables: Iterator[tuple[int, pa.Table]], conform, check: _Checked,
-          expected_rows: int | None = None) -> None:
-    """Stream unit tables into one Parquet file (temp file, fsync, rename), FINAL_CHUNK_ROWS per row group."""
-    tmp = path.with_name(f".{path.name}.tmp")
+          expected_rows: int | None = None, tmp_dir: Path | None = None) -> None:
+    """Stream unit tables into one Parquet file (temp file, fsync, rename), FINAL_CHUNK_ROWS per row group.
+    The temp file (0600) lives in the work directory, never beside the output where a crash would leave it."""
+    tmp = (tmp_dir or path.parent) / f".final-{path.name}.{uuid.uuid4().hex[:12]}.tmp"
     try:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+        with open_private(tmp) as fh, pq.ParquetWriter(fh, schema, compression="zstd") as writer:
             buffer, buffered, current = [], 0, None
 
             def flush():   # conform a whole chunk at once: per 8-row unit it cost more than the write
@@ -124,8 +127,7 @@ def _sink(path: Path, schema: pa.Schema, tables: Iterator[tuple[int, pa.Table]],
             _expect(check, expected_rows)   # before the rename: a short output never becomes the final file
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(path.parent)
+        move_into_place(tmp, path)
     except StorageError:
         remove_quietly(tmp)
         raise
@@ -152,18 +154,19 @@ def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected
                 yield f.index, table
 
     if store.dir_mode:
-        store.output.mkdir(parents=True, exist_ok=True)
+        private_dirs(store.output)
         for f in files:
             own = sorted({p for _, p in units[f.index]})
             if own:
                 schema = _target_schema(own, id_column, meta)
                 path = store.final_paths([f])[0]
-                _sink(path, schema, stream([f]), lambda t, s=schema: _conform(t, s, id_column, dups), check)
+                _sink(path, schema, stream([f]), lambda t, s=schema: _conform(t, s, id_column, dups), check,
+                      tmp_dir=store.work)
                 written.append(path)
     else:
         schema = _target_schema(parts, id_column, meta)
         _sink(store.output, schema, stream(files), lambda t: _conform(t, schema, id_column, dups), check,
-              expected_rows)
+              expected_rows, tmp_dir=store.work)
         written.append(store.output)
     try:
         _expect(check, expected_rows)
@@ -171,6 +174,11 @@ def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected
         for path in written:
             remove_quietly(path)
         raise
+    for old in store.stale_outputs(set(written)):   # an earlier run's files in a directory output
+        try:
+            old.unlink()
+        except OSError as exc:
+            raise storage_error("remove an earlier run's output", old, exc) from None
     return written
 
 

@@ -4,12 +4,18 @@ Layout: `-o out.parquet` keeps its work in `out.parquet.radbatch/`; `-o out/` ke
 writes one final file per input file. `run.json` holds the run key; `parts/` holds Parquet parts, each written
 to a temp file, fsynced and renamed, listing the work units it holds in its key-value metadata. A part whose
 footer cannot be read (a crash mid-write on a file system without atomic rename) is deleted and recomputed.
+
+Every file radbatch writes here is owner-only (0600, folders 0700) whatever the umask, and every file the resume
+logic trusts (run.json, parts, priors, final outputs) is written to a temp file, fsynced, renamed, and its folder
+fsynced. When a run completes, the work directory keeps only run.json: parts, priors and temp files (copies of
+report text) are removed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -18,25 +24,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .errors import StorageError
+from .files import DIR_MODE, fsync_dir as _fsync_dir, open_private, private_dirs, remove_quietly, write_atomic
 
 UNITS_KEY = b"radbatch.units"
 META_KEY = "radbatch"
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def remove_quietly(path: Path) -> None:
-    """Best-effort cleanup: on a read-only or failing file system the error to report is the original one."""
-    try:
-        Path(path).unlink(missing_ok=True)
-    except OSError:
-        pass
+DIR_OUTPUT_NAME = re.compile(r"\d{5}-.+\.parquet")   # one final file per input file in a directory output
 
 
 def storage_error(action: str, path: Path, exc: BaseException) -> StorageError:
@@ -81,31 +73,51 @@ class RunStore:
             return info.get("run_key") if info.get("complete") else None
         return final_run_key(self.output) if self.output.exists() else None
 
-    def pending_key(self) -> str | None:
+    def pending_info(self) -> dict | None:
+        """run.json of an unfinished run (run key, whether --restart started it), if there is one."""
         try:
             info = json.loads((self.work / "run.json").read_text())
         except (OSError, ValueError):
             return None
-        return None if info.get("complete") else info.get("run_key")
+        return None if not isinstance(info, dict) or info.get("complete") else info
+
+    def pending_key(self) -> str | None:
+        return (self.pending_info() or {}).get("run_key")
 
     def output_taken(self) -> bool:
         """A single-file output path that exists but is not a radbatch output of any run."""
         return not self.dir_mode and self.output.exists() and final_run_key(self.output) is None
 
     def begin(self, run_key: str, material: dict, restart: bool) -> None:
+        """Start or continue the run. `restart` wipes the work directory (and a directory output's final files)
+        and records that --restart started this run, so that rerunning the same --restart command after an
+        interruption continues it instead of wiping it again."""
         try:
             if restart:
                 shutil.rmtree(self.work, ignore_errors=True)
-            self.parts.mkdir(parents=True, exist_ok=True)
+                for old in self.stale_outputs(set()):
+                    old.unlink()
+            private_dirs(self.parts)
+            os.chmod(self.work, DIR_MODE)   # a work directory left by an older radbatch may be 0755
+            os.chmod(self.parts, DIR_MODE)
+            for tmp in self.work.glob(".*.tmp"):   # a temp file of a crashed write (run.json, final output)
+                remove_quietly(tmp)
             if self.pending_key() != run_key:
-                self._write_json({"run_key": run_key, "complete": False, "material": material})
+                self._write_json({"run_key": run_key, "complete": False, "material": material,
+                                  "restart": restart})
         except OSError as exc:
             raise storage_error("create the work directory", self.work, exc) from None
 
     def _write_json(self, info: dict) -> None:
-        tmp = self.work / f".run.{uuid.uuid4().hex}.tmp"
-        tmp.write_text(json.dumps(info, indent=1, sort_keys=True))
-        os.replace(tmp, self.work / "run.json")
+        write_atomic(self.work / "run.json", json.dumps(info, indent=1, sort_keys=True).encode())
+
+    def stale_outputs(self, keep: set[Path]) -> list[Path]:
+        """A directory output's final files (radbatch outputs named like ours) that are not in `keep`: the
+        outputs of an earlier run, which readers of the folder would otherwise mix with this run's."""
+        if not self.dir_mode or not self.output.is_dir():
+            return []
+        return sorted(p for p in self.output.iterdir() if DIR_OUTPUT_NAME.fullmatch(p.name) and p not in keep
+                      and p.is_file() and final_run_key(p) is not None)
 
     def mark_complete(self) -> None:
         try:
@@ -139,7 +151,7 @@ class RunStore:
         name = f"part-f{file_index:05d}-{uuid.uuid4().hex[:12]}.parquet"
         tmp, final = self.parts / f".tmp-{name}", self.parts / name
         try:
-            with open(tmp, "wb") as fh:
+            with open_private(tmp) as fh:
                 pq.write_table(table, fh, compression="zstd")
                 fh.flush()
                 os.fsync(fh.fileno())
@@ -154,4 +166,15 @@ class RunStore:
         return sorted(self.parts.glob(f"part-f{file_index:05d}-*.parquet"))
 
     def cleanup_parts(self) -> None:
+        """After a complete run the work directory keeps only run.json (what "nothing to do" and --restart read):
+        parts, priors and temp files hold report text radbatch copied for its own use."""
         shutil.rmtree(self.parts, ignore_errors=True)
+        try:
+            leftovers = [p for p in self.work.iterdir() if p.name != "run.json"] if self.work.is_dir() else []
+        except OSError:
+            return
+        for p in leftovers:
+            if p.is_dir() and not p.is_symlink():
+                shutil.rmtree(p, ignore_errors=True)
+            else:
+                remove_quietly(p)

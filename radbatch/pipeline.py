@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 from . import __version__
 from .archive import iter_units
 from .engine import WorkerSpec
-from .errors import InputError, StorageError
+from .errors import InputError, StorageError, working_on
 from .finalize import finalize
 from .output import RunStore
 from .plan import AnnotateOptions, Plan, build_plan, check_memory, default_parallelism
@@ -61,40 +61,53 @@ def _provenance(plan: Plan, workers: int, threads: int) -> dict:
     }
 
 
-def _open_store(plan: Plan) -> RunStore | None:
-    """Decide between a fresh run, a resume, nothing to do (returns None) or a refusal."""
+def _open_store(plan: Plan) -> tuple[RunStore | None, bool]:
+    """Decide between a fresh run, a resume, nothing to do (store None) or a refusal; also whether to wipe.
+
+    Every interrupted run resumes with the same command: a run that --restart started records it in run.json,
+    and rerunning the same --restart command (or the command without --restart) continues that run instead of
+    wiping its parts again or refusing the previous run's output that it was started to replace."""
     o = plan.opts
     store = RunStore(o.output)
     done_key = store.complete_key()
-    if store.output_taken() and not o.restart:
+    pending = store.pending_info()
+    same_pending = pending is not None and pending.get("run_key") == plan.run_key
+    continuing_restart = same_pending and bool(pending.get("restart"))
+    wipe = o.restart and not continuing_restart
+    may_replace = o.restart or continuing_restart
+    if store.output_taken() and not may_replace:
         raise StorageError(f"{store.output} exists and is not a radbatch output. Choose another -o or remove it.")
-    if done_key == plan.run_key and not o.restart and not o.retry_errors:
-        return None
-    if done_key and done_key != plan.run_key and not o.restart:
+    if done_key == plan.run_key and not o.restart and not o.retry_errors and not continuing_restart:
+        return None, False
+    if done_key and done_key != plan.run_key and not may_replace:
         raise StorageError(f"{o.output} holds the output of another run (run key {done_key}, this run "
                            f"{plan.run_key}): inputs, recipes, models, routing or column options differ. "
                            "Use --restart to overwrite it, or another -o.")
-    pending = store.pending_key()
-    if pending and pending != plan.run_key and not o.restart:
-        raise StorageError(f"{store.work} holds an unfinished run with another run key ({pending}); inputs, "
-                           "recipes, models, routing or column options changed. Rerun with the original "
+    if pending and not same_pending and not o.restart:
+        raise StorageError(f"{store.work} holds an unfinished run with another run key ({pending.get('run_key')}); "
+                           "inputs, recipes, models, routing or column options changed. Rerun with the original "
                            "options to resume, or use --restart to start over.")
-    return store
+    return store, wipe
 
 
 def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] | None = None) -> RunSummary:
     t0 = time.monotonic()
+    working_on("planning (models, recipes, input files)")
     plan = build_plan(opts)
+    working_on(f"opening the output {opts.output}")
     workers, threads = default_parallelism(opts.workers, opts.threads)
     summary = RunSummary(routing_status=plan.routing.status)
-    store = _open_store(plan)
+    store, wipe = _open_store(plan)
     if store is None:
         summary.nothing_to_do = True
-        summary.outputs = RunStore(opts.output).final_paths(plan.files)
+        done = RunStore(opts.output)
+        if done.pending_info() is None:   # a finished run keeps no copies of report text (older versions did)
+            done.cleanup_parts()
+        summary.outputs = done.final_paths(plan.files)
         _count(summary, summary.outputs, plan)
         return summary
     retry = opts.retry_errors and store.complete_key() == plan.run_key
-    store.begin(plan.run_key, plan.key_material, opts.restart)
+    store.begin(plan.run_key, plan.key_material, wipe)
     if retry:
         from .retry import reopen_with_errors_removed
         reopen_with_errors_removed(store, plan)
@@ -103,6 +116,7 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
     if plan.heads and opts.executor == "local":  # the Ray executor checks each node's memory itself
         check_memory(plan, workers)
     _execute(plan, store, workers, threads, summary)
+    working_on(f"writing the output {opts.output}")
     summary.outputs = finalize(store, plan.files, _provenance(plan, workers, threads),
                                plan.opts.columns.id if plan.opts.columns.id in plan.keep else None, summary.rows)
     store.mark_complete()
@@ -127,6 +141,7 @@ def _units(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progres
     profiles = plan.recipes.profiles
     priors = PriorCursor(priors_path)
     for f in plan.files:
+        working_on(f"reading input file {f.path}")
         for start, table in iter_units(f, o.encoding, o.columns.text_columns(), o.unit_size):
             if remaining is not None:
                 if remaining <= 0:
@@ -137,6 +152,7 @@ def _units(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progres
             if f"{f.index}:{start}" in done:
                 progress.update(table.num_rows)
                 continue
+            working_on(f"unit {f.index}:{start} (rows from {start}) of input file {f.path}")
             yield prepare(f.index, f.path, start, table, o.columns, plan.heads, plan.head_models, profiles,
                           priors.take(f.index, start, table.num_rows))
 
@@ -189,6 +205,7 @@ def _local_parts(plan: Plan, store: RunStore, done: dict, summary: RunSummary, p
         else:
             outcomes = ((w, [], "") for w in units)
         for work, completions, failure in outcomes:
+            working_on(f"unit {work.unit_id} (rows from {work.start_row}) of input file {work.source_file}")
             yield work.file_index, work.unit_id, assemble(work, plan.heads, completions, failure, plan.keep,
                                                           plan.head_models, plan.opts.chexpert_numeric)
     finally:

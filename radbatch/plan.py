@@ -16,6 +16,7 @@ from . import archive
 from .archive import ColumnOptions, InputFile
 from .errors import EngineError, InputError
 from .models import ModelSpec, check_gguf, load_models, materialise, sha256_file
+from .output import RunStore
 from .recipes import Recipes, load_recipes
 from .router import Routing, load_routing, single_model
 from .tasks import HeadInstance, head_instances
@@ -129,6 +130,7 @@ def build_plan(opts: AnnotateOptions) -> Plan:
     files = [archive.inspect(i, p, opts.encoding) for i, p in enumerate(archive.discover(list(opts.inputs)))]
     archive.check_columns(files, opts.columns)
     keep = _keep_columns(opts, files, heads)
+    archive.check_kept_types(files, keep, one_output=not RunStore(opts.output).dir_mode)
     plan = Plan(opts, recipes, heads, models, {h.key: models[routing.model_for(h.recipe.id)] for h in heads},
                 routing, files, keep, hashes)
     plan.key_material = _key_material(plan)

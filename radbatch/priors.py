@@ -15,6 +15,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .archive import ColumnOptions, decode, iter_batches
+from .files import FILE_MODE, fsync_file, move_into_place, open_private
 
 
 def build_priors(files, cols: ColumnOptions, encoding: str, work: Path, limit: int | None) -> Path:
@@ -25,7 +26,7 @@ def build_priors(files, cols: ColumnOptions, encoding: str, work: Path, limit: i
     schema = pa.schema([("file", pa.int32()), ("row", pa.int64()), ("patient", pa.string()),
                         ("modality", pa.string()), ("date", pa.string()), ("text", pa.string())])
     remaining = limit
-    with pq.ParquetWriter(stage, schema) as writer:
+    with open_private(stage) as fh, pq.ParquetWriter(fh, schema) as writer:   # report text: owner-only
         for f in files:
             row = 0
             for batch in iter_batches(f, encoding, cols.text_columns()):
@@ -53,8 +54,11 @@ def build_priors(files, cols: ColumnOptions, encoding: str, work: Path, limit: i
     lf = (lf.with_columns(prior=pl.when(same).then(pl.col("text").shift(1)))
           .filter(pl.col("prior").is_not_null()).select("file", "row", "prior").sort("file", "row"))
     tmp = work / ".priors.tmp"
+    open_private(tmp).close()   # polars truncates the 0600 file it finds
     lf.sink_parquet(tmp)
-    tmp.replace(out)
+    tmp.chmod(FILE_MODE)
+    fsync_file(tmp)             # the resume logic trusts an existing priors.parquet: fsync, rename, fsync folder
+    move_into_place(tmp, out)
     stage.unlink(missing_ok=True)
     return out
 

@@ -48,8 +48,24 @@ def _text(value) -> str | None:
     return text if ok else None
 
 
+def _empty_ids_missing(table: pa.Table, id_column: str | None) -> pa.Table:
+    """An empty id (an empty CSV field, or "" in Parquet) is a missing id: null, never a duplicate of others."""
+    if not id_column or id_column not in table.column_names:
+        return table
+    col = table.column(id_column)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        return table
+    import pyarrow.compute as pc
+    empty = pc.equal(col, pa.scalar("", col.type))
+    if not pc.any(empty).as_py():
+        return table
+    missing = pc.if_else(empty, pa.scalar(None, col.type), col)
+    return table.set_column(table.column_names.index(id_column), table.schema.field(id_column), missing)
+
+
 def prepare(file_index: int, source_file: str, start_row: int, table: pa.Table, cols: ColumnOptions,
             heads: list[HeadInstance], plan_models: dict, profiles: dict, priors: dict[int, str]) -> UnitWork:
+    table = _empty_ids_missing(table, cols.id)
     texts = _column(table, cols.text)
     extra = {k: _column(table, getattr(cols, k)) for k in ("findings", "impression", "question", "hypothesis")}
     inputs, statuses, requests, skipped = [], [], [], {}

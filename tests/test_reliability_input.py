@@ -233,8 +233,8 @@ def test_damaged_or_random_files_are_an_archive_or_a_clear_exit_2(damaged):
 
 def test_csv_field_larger_than_a_read_block_and_broken_quoting(tmp_path):
     """A 5 MB report (over the 4 MiB CSV block) is read whole; a stray column or undecodable id is exit 2 without
-    quoting the row. (An unterminated quote at the very end of a file is accepted by Arrow's CSV reader and swallows
-    the rest of the file into one report: see docs/reliability.md.)"""
+    quoting the row. (An unterminated quote, which Arrow's reader accepts by reading the rest of the file into one
+    report, is exit 2 naming the line: tests/test_reliability_round2.py.)"""
     big = tmp_path / "big.csv"
     big.write_bytes(b'report_id,report_text\nR0,"' + f"word {MARKER} ".encode() * 400_000 + b'"\r\nR1,short\n')
     res = annotate_in_process(big, tmp_path / "big.parquet")
