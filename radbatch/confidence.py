@@ -27,21 +27,26 @@ Definition (both engines compute it the same way):
   the field names below (`constant` builds such a dict); a completion with neither steps nor confidence
   leaves the columns null.
 
-The batched engine computes p_t only over the candidates within CUTOFF logits of the chosen token (the grammar
-is applied to those, not to the whole vocabulary): the allowed tokens it leaves out weigh at most
-n_vocab * exp(-CUTOFF) relative to the chosen token (7e-7 for SmolLM2's 49,152 tokens). The simple engine
-masks the whole vocabulary; tests/test_confidence.py checks that both agree.
+The simple engine masks the whole vocabulary (the reference), as its sampler chain does. The batched engine must
+not (a full mask costs 7-15 ms on 49,152 tokens, as much as generating the token): it applies the grammar to the
+grammar's token universe only (`token_universe`: the few hundred tokens whose text fits a concatenation of the
+grammar's literals, computed once per task), which gives the same allowed set, so the same number. For a grammar
+with character classes it falls back to the tokens near the chosen token's logit, leaving out at most TAIL of
+the chosen token's weight. tests/test_confidence.py checks that both engines agree.
 """
 
 from __future__ import annotations
 
 import ctypes
 import math
+import re
 
 from .answers import ChoiceAnswer, RadsAnswer, clean
 from .answers_lists import LabelsAnswer
 
-CUTOFF = 25.0            # logits below the chosen token's by more than this are left out (batched engine)
+MARGINS = (8.0, 12.0, 16.0)   # batched engine: candidate margins below the chosen token's logit, tried in turn
+TAIL = 1e-5                   # ... until what they leave out weighs at most this (relative to the chosen token)
+CUTOFF = 25.0                 # ... else this margin: n_vocab * exp(-25) = 7e-7 for 49,152 tokens
 SUFFIX = "_confidence"   # abnormality_detection: `<task>__<label column>_confidence`
 Step = tuple[int, int, float]   # (start byte, end byte) of the token in the output text, step probability
 
@@ -126,12 +131,31 @@ def masked_probability(np, logits, chosen: int, allowed, eog) -> float:
     return float(w[mine].sum() / w.sum())
 
 
-def candidate_probability(L, np, sampler, logits, chosen: int, eog, buf, view) -> float:
-    """The batched engine's step probability: the grammar applied only to the tokens within CUTOFF logits of
-    the chosen one. `buf`/`view`: a llama_token_data array of n_vocab entries and its numpy view."""
-    cand = np.flatnonzero(logits >= logits[chosen] - CUTOFF)
+def candidate_probability(L, np, sampler, logits, chosen: int, eog, buf, view, universe=None) -> float:
+    """The batched engine's step probability: the grammar applied only to candidates, not the whole vocabulary.
+
+    With a `universe` (`token_universe`: every token the grammar can ever allow) the candidates are that set, and
+    the result is exact. Without one, the tokens within `margin` logits of the chosen one, `margin` the first of
+    MARGINS whose left-out tokens (allowed or not) weigh at most TAIL relative to the chosen token, else CUTOFF
+    (there they weigh at most n_vocab * exp(-CUTOFF)). `buf`/`view`: a llama_token_data array of n_vocab
+    entries and its numpy view."""
+    if universe is not None and chosen in universe:
+        return _apply(L, np, sampler, logits, chosen, eog, buf, view, universe)
+    d = logits - logits[chosen]
+    w = np.exp(np.minimum(d, 0.0), dtype=np.float64)
+    total = w.sum()
+    for margin in MARGINS:
+        cand = np.flatnonzero(d >= -margin)
+        if total - w[cand].sum() <= TAIL:
+            break
+    else:
+        cand = np.flatnonzero(d >= -CUTOFF)
     if len(cand) == 1:
         return 1.0
+    return _apply(L, np, sampler, logits, chosen, eog, buf, view, cand)
+
+
+def _apply(L, np, sampler, logits, chosen, eog, buf, view, cand) -> float:
     n = len(cand)
     part = view[:n]
     part["id"], part["logit"] = cand, logits[cand]
@@ -196,3 +220,54 @@ class StepRecorder:
         """The steps, or None when the replay does not match what llama.cpp generated."""
         same = bytes(self.text).decode("utf-8", errors="ignore") == text and (finish == "stop") == self.ended
         return tuple(self.steps) if same and not self.failed else None
+
+
+def token_pieces(L, vocab, n_vocab: int) -> list[bytes]:
+    """Every token's text as the grammar sees it (special tokens render empty)."""
+    buf = ctypes.create_string_buffer(256)
+    out = []
+    for i in range(n_vocab):
+        n = L.llama_token_to_piece(vocab, i, buf, 256, 0, False)
+        out.append(buf.raw[:max(n, 0)])
+    return out
+
+
+_LITERAL = re.compile(r'"((?:[^"\\]|\\.)*)"')
+_ESCAPES = {"n": b"\n", "t": b"\t", "r": b"\r", '"': b'"', "\\": b"\\"}
+
+
+def token_universe(np, gbnf: str, pieces: list[bytes], eog):
+    """The tokens a grammar made only of string literals can ever allow (ids, numpy): a token's text must be a
+    piece of a concatenation of the literals (within one, or a literal's end, whole literals, another's start),
+    plus the end tokens. A superset, exact enough to stand in for the whole vocabulary: every other token is
+    masked anyway. None for grammars with character classes (free text), where it would be the vocabulary."""
+    lits, rest = [], _LITERAL.sub(" ", gbnf)
+    if "[" in rest or "." in rest:
+        return None
+    for m in _LITERAL.finditer(gbnf):
+        raw, out, i = m.group(1), bytearray(), 0
+        while i < len(raw):
+            if raw[i] == "\\" and i + 1 < len(raw) and raw[i + 1] in _ESCAPES:
+                out += _ESCAPES[raw[i + 1]]
+                i += 2
+            elif raw[i] == "\\":
+                return None   # an escape this reader does not know: no universe, the engine falls back
+            else:
+                out += raw[i].encode()
+                i += 1
+        if out:
+            lits.append(bytes(out))
+    joined = b"\0".join(lits)
+    suffixes = {lit[i:] for lit in lits for i in range(len(lit))}
+    prefixes = {lit[:i] for lit in lits for i in range(1, len(lit) + 1)}
+
+    def cont(r: bytes) -> bool:   # r = whole literals, then a literal's start
+        return r in prefixes or any(r.startswith(lit) and cont(r[len(lit):]) for lit in lits if len(r) > len(lit))
+
+    def feasible(p: bytes) -> bool:
+        if not p or b"\0" in p:
+            return False
+        return p in joined or any(p[:i] in suffixes and cont(p[i:]) for i in range(1, len(p)))
+
+    ids = [i for i, p in enumerate(pieces) if eog[i] or feasible(p)]
+    return np.array(ids, dtype=np.int64)

@@ -174,7 +174,9 @@ class BatchedEngine:
         self.grammars = {task: self._grammar(task, g) for task, g in grammars.items()}
         self.trace: dict[int, list[int]] | None = None  # set to {} to keep each request's tokens (bench/agreement.py)
         self.stats = dict.fromkeys(STATS, 0.0)          # where the time goes (bench/throughput.py prints it)
-        self._eog = None                                # end-token mask for confidence (built on first use)
+        self.gbnf = grammars
+        self._eog = self._pieces = None                 # for confidence, built on first use:
+        self._universe: dict = {}                       # end-token mask, token texts, task -> grammar's tokens
         self._arrays()
 
     # -- set-up ---------------------------------------------------------------------------------------------
@@ -505,12 +507,16 @@ class _Run:
 
     def _confidence(self, s: _Seq, logits, token: int) -> float:
         """The chosen token's grammar-masked probability (radbatch/confidence.py), before it is accepted."""
-        from .confidence import candidate_probability, eog_mask
-        e = self.e
+        from .confidence import candidate_probability, eog_mask, token_pieces, token_universe
+        e, task = self.e, s.req.task
         t0 = time.perf_counter()
         if e._eog is None:
             e._eog = eog_mask(e.L, e.np, e.vocab, e.n_vocab)
-        p = candidate_probability(e.L, e.np, s.sampler, logits, token, e._eog, e._full, e._full_view)
+            e._pieces = token_pieces(e.L, e.vocab, e.n_vocab)
+        if task not in e._universe:
+            e._universe[task] = token_universe(e.np, e.gbnf[task], e._pieces, e._eog)
+        p = candidate_probability(e.L, e.np, s.sampler, logits, token, e._eog, e._full, e._full_view,
+                                  e._universe[task])
         e.stats["confidence_s"] += time.perf_counter() - t0
         return p
 
