@@ -28,16 +28,16 @@ def _load() -> str:
     return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def run(engine, units, confidence: bool) -> tuple[float, list, float]:
+def run(engine, units, confidence: bool) -> tuple[float, float, list, float]:
     reqs = [[dataclasses.replace(r, confidence=r.confidence and confidence) for r in u.requests] for u in units]
     before = engine.stats["confidence_s"] if hasattr(engine, "stats") else 0.0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     outs = []
     for rs in reqs:
         outs += engine.complete_many(rs) if hasattr(engine, "complete_many") else [engine.complete(r) for r in rs]
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     after = engine.stats["confidence_s"] if hasattr(engine, "stats") else 0.0
-    return wall, outs, after - before
+    return wall, cpu, outs, after - before
 
 
 def main(argv=None) -> int:
@@ -61,18 +61,25 @@ def main(argv=None) -> int:
     engine = (BatchedEngine(spec, args.threads, 0, grammars) if args.engine == "batched"
               else LlamaEngine(spec, args.threads, 0, grammars))
     run(engine, units[:1], True)   # warm-up: page the model in, build the end-token mask
-    walls = {False: [], True: []}
+    walls, cpus, code = {False: [], True: []}, {False: [], True: []}, []
     first = {}
     for i in range(args.rounds):
-        for conf in (False, True):
-            wall, outs, conf_s = run(engine, units, conf)
+        for conf in ((False, True) if i % 2 == 0 else (True, False)):   # alternate the order: drift cancels
+            wall, cpu, outs, conf_s = run(engine, units, conf)
             walls[conf].append(wall)
+            cpus[conf].append(cpu)
+            if conf:
+                code.append(conf_s)
             first.setdefault(conf, outs)
-            print(f"  round {i + 1} confidence {'on ' if conf else 'off'} {wall:7.1f} s  "
+            print(f"  round {i + 1} confidence {'on ' if conf else 'off'} {wall:7.1f} s wall {cpu:7.1f} s CPU  "
                   f"{args.reports / wall * 3600:7.0f} reports/h  confidence code {conf_s:5.2f} s", flush=True)
     same = first[False] == first[True]
-    off, on = statistics.median(walls[False]), statistics.median(walls[True])
-    print(f"median off {off:.1f} s, on {on:.1f} s: throughput {100 * (off / on - 1):+.1f}% with confidence; "
+    for what, f in (("median", statistics.median), ("min", min)):
+        off, on, c_off, c_on = f(walls[False]), f(walls[True]), f(cpus[False]), f(cpus[True])
+        print(f"{what}: wall off {off:.1f} s, on {on:.1f} s: throughput {100 * (off / on - 1):+.1f}% with confidence; "
+              f"CPU off {c_off:.1f} s, on {c_on:.1f} s ({100 * (c_on / c_off - 1):+.1f}%)")
+    print(f"confidence code {statistics.median(code):.2f} s per pass (median) = "
+          f"{100 * statistics.median(code) / statistics.median(walls[True]):.2f}% of a pass; "
           f"outputs identical off/on: {same}; {_load()}")
     if hasattr(engine, "close"):
         engine.close()
