@@ -211,8 +211,8 @@ def test_annotate_cli_batched_writes_what_simple_writes(tmp_path: Path):
     # Confidences (float32) come from each engine's own logits: equal up to the last bits on the base model
     # (tests/test_confidence.py, 1e-3); the routed members here run LoRA adapters, whose products depend on the
     # batch shape (docs/performance.md, "Agreement"), so their logits differ a little more.
-    diffs = {k: abs(b[k] - s[k]) for b, s in zip(tables["batched"], tables["simple"]) for k in b
-             if k.endswith("confidence") and b[k] is not None and s[k] is not None}
+    diffs = {(i, k): abs(b[k] - s[k]) for i, (b, s) in enumerate(zip(tables["batched"], tables["simple"]))
+             for k in b if k.endswith("confidence") and b[k] is not None and s[k] is not None}
     assert diffs and max(diffs.values()) < 0.02, sorted(diffs.items(), key=lambda kv: -kv[1])[:5]
     assert [[r[k] is None for k in r if k.endswith("confidence")] for r in tables["batched"]] == \
         [[r[k] is None for k in r if k.endswith("confidence")] for r in tables["simple"]]
