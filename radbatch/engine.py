@@ -38,6 +38,7 @@ class Request:
     model: str
     prompt: Prompt
     max_tokens: int
+    confidence: bool = False   # record each token's grammar-masked probability (radbatch/confidence.py)
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,11 @@ class Completion:
     error: str = ""
     prompt_tokens: int = 0
     generated_tokens: int = 0
+    # With Request.confidence: (start byte, end byte, probability) per generated token and the end token.
+    # Not compared: the engines' logits differ in the last bits, so the probabilities do too.
+    steps: tuple | None = field(default=None, compare=False)
+    # Field -> confidence from a member that computes its own (the rules engine); wins over steps.
+    confidence: dict | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -80,6 +86,8 @@ class LlamaEngine:
         self.add_bos = self.llm.metadata.get("tokenizer.ggml.add_bos_token", "false") == "true"
         self.grammars = {task: LlamaGrammar.from_string(g, verbose=False) for task, g in grammars.items()}
         self.step = StoppingCriteriaList([_step])   # counts decode steps for the pool's hang check
+        self.gbnf = grammars
+        self._conf = None   # confidence replay: vocab, end-token mask, token buffer (built on first use)
 
     def tokens(self, prompt: Prompt) -> list[int]:
         ids = [self.llm.token_bos()] if self.add_bos else []
@@ -94,13 +102,35 @@ class LlamaEngine:
                               f"over the model context of {self.n_ctx}: report too long (raise context_size)",
                               len(ids))
         progress_step()
-        out = self.llm.create_completion(ids, max_tokens=req.max_tokens, temperature=0.0, top_k=1,
-                                         repeat_penalty=1.0, grammar=self.grammars[req.task], seed=0,
-                                         stopping_criteria=self.step)
+        recorder = self._recorder(req.task) if req.confidence else None
+        try:
+            out = self.llm.create_completion(ids, max_tokens=req.max_tokens, temperature=0.0, top_k=1,
+                                             repeat_penalty=1.0, grammar=self.grammars[req.task], seed=0,
+                                             stopping_criteria=self.step,
+                                             logits_processor=[recorder] if recorder else None)
+        finally:
+            if recorder:
+                self._conf[0].llama_sampler_free(recorder.sampler)
         choice = out["choices"][0]
         finish = "length" if choice.get("finish_reason") == "length" else "stop"
         usage = out.get("usage") or {}
-        return Completion(choice["text"], finish, "", len(ids), usage.get("completion_tokens", 0))
+        steps = recorder.result(choice["text"], finish) if recorder else None
+        return Completion(choice["text"], finish, "", len(ids), usage.get("completion_tokens", 0), steps)
+
+    def _recorder(self, task: str):
+        """A fresh grammar replay for one request (radbatch/confidence.py, the whole vocabulary masked)."""
+        import llama_cpp as L
+        import numpy as np
+        from .confidence import StepRecorder, eog_mask
+        if self._conf is None:
+            vocab = L.llama_model_get_vocab(self.llm._model.model)
+            n = self.llm.n_vocab()
+            buf = (L.llama_token_data * n)()
+            view = np.frombuffer(buf, dtype=np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)]))
+            self._conf = (L, vocab, eog_mask(L, np, vocab, n), buf, view)
+        L, vocab, eog, buf, view = self._conf
+        sampler = L.llama_sampler_init_grammar(vocab, self.gbnf[task].encode(), b"root")
+        return StepRecorder(L, np, vocab, sampler, eog, buf, view)
 
 
 def _step(_ids, _logits) -> bool:

@@ -47,7 +47,7 @@ ENV_VAR = "RADBATCH_BATCHED"
 MIN_SHARED = 8  # a shared prefix shorter than this is decoded per sequence (not worth a sequence of its own)
 TOP_K = (64, 1024)  # a grammar-rejected argmax: these many best tokens are tried before masking the vocabulary
 STATS = ("steps", "prompt_calls", "decode_s", "prompt_s", "copies", "sample_s", "prompt_tokens", "gen_tokens",
-         "top_masks", "full_masks", "full_mask_s", "run_s")
+         "top_masks", "full_masks", "full_mask_s", "run_s", "confidence_s")
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,7 @@ class _Seq:
     out: list[int] = field(default_factory=list)
     text: bytearray = field(default_factory=bytearray)
     multibyte_fix: int = 0
+    steps: list = field(default_factory=list)   # with req.confidence: (start byte, end byte, probability)
 
     @property
     def pos(self) -> int:
@@ -173,6 +174,9 @@ class BatchedEngine:
         self.grammars = {task: self._grammar(task, g) for task, g in grammars.items()}
         self.trace: dict[int, list[int]] | None = None  # set to {} to keep each request's tokens (bench/agreement.py)
         self.stats = dict.fromkeys(STATS, 0.0)          # where the time goes (bench/throughput.py prints it)
+        self.gbnf = grammars
+        self._eog = self._pieces = None                 # for confidence, built on first use:
+        self._universe: dict = {}                       # end-token mask, token texts, task -> grammar's tokens
         self._arrays()
 
     # -- set-up ---------------------------------------------------------------------------------------------
@@ -385,7 +389,9 @@ class _Run:
 
     def _finish(self, s: _Seq, finish: str, error: str = "") -> None:
         text = bytes(s.text).decode("utf-8", errors="ignore")
-        self.out[s.index] = Completion("" if finish == "error" else text, finish, error, s.n_prompt, len(s.out))
+        steps = tuple(s.steps) if s.req.confidence and finish != "error" else None
+        self.out[s.index] = Completion("" if finish == "error" else text, finish, error, s.n_prompt, len(s.out),
+                                       steps)
         self.tokens[s.index] = s.out
         self.e.L.llama_sampler_free(s.sampler)
         self.active.remove(s)
@@ -500,6 +506,21 @@ class _Run:
         e.stats["full_mask_s"] += time.perf_counter() - t0
         return None if masked[token] == -np.inf else token
 
+    def _confidence(self, s: _Seq, logits, token: int) -> float:
+        """The chosen token's grammar-masked probability (radbatch/confidence.py), before it is accepted."""
+        from .confidence import candidate_probability, eog_mask, token_pieces, token_universe
+        e, task = self.e, s.req.task
+        t0 = time.perf_counter()
+        if e._eog is None:
+            e._eog = eog_mask(e.L, e.np, e.vocab, e.n_vocab)
+            e._pieces = token_pieces(e.L, e.vocab, e.n_vocab)
+        if task not in e._universe:
+            e._universe[task] = token_universe(e.np, e.gbnf[task], e._pieces, e._eog)
+        p = candidate_probability(e.L, e.np, s.sampler, logits, token, e._eog, e._full, e._full_view,
+                                  e._universe[task])
+        e.stats["confidence_s"] += time.perf_counter() - t0
+        return p
+
     def _sample(self, idx: int, s: _Seq) -> None:
         e, L, np = self.e, self.e.L, self.e.np
         logits = np.ctypeslib.as_array(L.llama_get_logits_ith(e.ctx, idx), shape=(e.n_vocab,))
@@ -513,12 +534,18 @@ class _Run:
                 self._finish(s, "error", f"grammar dead end: no token fits the {s.req.task} grammar after "
                                          f"{len(s.out)} generated tokens")
                 return
+        p = self._confidence(s, logits, token) if s.req.confidence else None
         if L.llama_vocab_is_eog(e.vocab, token):
+            if p is not None:
+                s.steps.append((len(s.text), len(s.text), p))
             self._finish(s, "stop")
             return
         L.llama_sampler_accept(s.sampler, token)
         s.out.append(token)
+        start = len(s.text)
         s.text += e._piece_of(token)
+        if p is not None:
+            s.steps.append((start, len(s.text), p))
         # create_completion holds back the length check while the text ends inside a UTF-8 character
         for k, char in enumerate(s.text[-3:]):
             k = 3 - k

@@ -89,7 +89,8 @@ def prepare(file_index: int, source_file: str, start_row: int, table: pa.Table, 
             if prompt is None:
                 skipped[(i, head.key)] = reason
             else:
-                requests.append(Request(i, head.key, head.recipe.id, model.name, prompt, head.recipe.max_tokens))
+                requests.append(Request(i, head.key, head.recipe.id, model.name, prompt, head.recipe.max_tokens,
+                                        bool(head.confidence_fields())))
     return UnitWork(file_index, source_file, start_row, table, inputs, statuses, requests, skipped)
 
 
@@ -102,9 +103,10 @@ def _head_result(head: HeadInstance, comp: Completion | None, failure: str) -> t
     if comp.finish == "length":
         return "truncated", {}, f"output reached max_tokens ({head.recipe.max_tokens}) before the answer ended"
     try:
-        return "ok", head.parse(comp.text), ""
+        values = head.parse(comp.text)
     except RowError as exc:
         return "error", {}, f"output does not fit the {head.recipe.id} format: {exc}"
+    return "ok", {**values, **head.confidences(comp.text, comp.steps, comp.confidence)}, ""
 
 
 def assemble(work: UnitWork, heads: list[HeadInstance], completions: list[Completion] | None, failure: str,

@@ -1,7 +1,9 @@
 """Task heads: a recipe (prompt, answer schema, version) plus render() and parse().
 
 A head instance is one output slot: a task, and for QA with repeated --question one instance per question
-(columns get a suffix `_1`, `_2`, ...). Columns: `<task>__<field><suffix>`, `<task>__status<suffix>`, ...
+(columns get a suffix `_1`, `_2`, ...). Columns: `<task>__<field><suffix>`, then the closed-label heads'
+confidence columns (`<task>__confidence`, for abnormality detection `<task>__<label>_confidence`; float32 in
+[0, 1], radbatch/confidence.py), then `<task>__status<suffix>`, `<task>__error<suffix>`, `<task>__model<suffix>`.
 """
 
 from __future__ import annotations
@@ -10,11 +12,13 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
+from . import confidence
 from .models import ModelSpec
 from .prompts import Prompt, render
 from .recipes import Profile, TaskRecipe
 
 STATUSES = ("ok", "error", "not_applicable", "truncated")
+CONFIDENCE_TYPE = pa.float32()   # 7 significant digits: more than the probabilities carry (radbatch/confidence.py)
 
 
 @dataclass(frozen=True)
@@ -45,7 +49,27 @@ class HeadInstance:
 
     def output_fields(self) -> list[pa.Field]:
         fields = [pa.field(self.col(name), dtype) for name, dtype in self.recipe.columns]
+        fields += [pa.field(self.col(name), CONFIDENCE_TYPE) for name in self.confidence_fields()]
         return fields + [pa.field(self.col(x), pa.string()) for x in ("status", "error", "model")]
+
+    def confidence_fields(self) -> list[str]:
+        """This head's confidence fields (none for generative heads)."""
+        return confidence.fields(self.recipe.answer)
+
+    def confidences(self, text: str, steps: tuple | None, given: dict | None) -> dict:
+        """Confidence columns of one parsed answer: a member's own (`given`, e.g. rules), else from the
+        engine's steps, else none (the columns stay null)."""
+        if given is not None:
+            values = given
+        elif steps is not None:
+            values = confidence.from_steps(self.recipe.answer, text, steps)
+        else:
+            return {}
+        unknown = sorted(set(values) - set(self.confidence_fields()))
+        if unknown:
+            raise ValueError(f"confidence for unknown field(s) {', '.join(unknown)} of {self.recipe.id}. "
+                             f"Known: {', '.join(self.confidence_fields()) or 'none'}")
+        return {self.col(k): v for k, v in values.items()}
 
     def fields_for(self, row: RowInputs) -> tuple[list[tuple[str, str]] | None, str]:
         """The (input, text) pairs for this head, or None and the reason it does not apply."""

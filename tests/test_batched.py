@@ -203,6 +203,18 @@ def test_annotate_cli_batched_writes_what_simple_writes(tmp_path: Path):
                       "--engine", engine, "--workers", "1", "--threads", "2", "-q")
         assert res.returncode == 0, res.stderr
         tables[engine] = pq.read_table(out).to_pylist()
-    assert tables["batched"] == tables["simple"]
+
+    def labels(rows):
+        return [{k: v for k, v in r.items() if not k.endswith("confidence")} for r in rows]
+
+    assert labels(tables["batched"]) == labels(tables["simple"])
+    # Confidences (float32) come from each engine's own logits: equal up to the last bits on the base model
+    # (tests/test_confidence.py, 1e-3); the routed members here run LoRA adapters, whose products depend on the
+    # batch shape (docs/performance.md, "Agreement"), so their logits differ a little more.
+    diffs = {(i, k): abs(b[k] - s[k]) for i, (b, s) in enumerate(zip(tables["batched"], tables["simple"]))
+             for k in b if k.endswith("confidence") and b[k] is not None and s[k] is not None}
+    assert diffs and max(diffs.values()) < 0.02, sorted(diffs.items(), key=lambda kv: -kv[1])[:5]
+    assert [[r[k] is None for k in r if k.endswith("confidence")] for r in tables["batched"]] == \
+        [[r[k] is None for k in r if k.endswith("confidence")] for r in tables["simple"]]
     meta = pq.read_metadata(tmp_path / "batched.parquet").metadata or {}
     assert any(b'"engine": "batched"' in v for v in meta.values())

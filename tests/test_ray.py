@@ -302,6 +302,8 @@ def test_ray_without_address_runs_a_private_local_ray(archive, local_output, tmp
     assert re.search(r"ray: 1 node\(s\), 1 annotator\(s\) of 1 thread\(s\), 0\.5 CPU reserved each; 1 unit\(s\) to "
                      r"annotate: 127\.0\.0\.1 1 x 1 thread\(s\)", r.stderr), r.stderr
     assert pl.read_parquet(out).equals(pl.read_parquet(local_output).head(8))  # unit 0:0 is the same unit
+    ok = pl.read_parquet(out).filter(pl.col("m_staging__status") == "ok")   # confidence rides along (rows.assemble)
+    assert ok.height and ok["m_staging__confidence"].dtype == pl.Float32 and ok["m_staging__confidence"].null_count() == 0
     assert not (home / ".ray").exists()  # the run's token lived in its environment only
 
 
