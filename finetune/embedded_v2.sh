@@ -28,9 +28,13 @@ $BIN/radbatch finetune "$DATA/train.parquet" --base embedded --recipe recipes/fi
 cp "$RUNS/v2a/adapter.gguf" adapters/smollm2-radbatch-v2a.gguf
 cp "$RUNS/v2b/adapter.gguf" adapters/smollm2-radbatch-v2b.gguf
 
-# 3. Routing: both members annotate the dev reports; each head goes to the better one on dev.
-$BIN/radbatch route "$DATA/dev40.parquet" --models recipes/models.toml -o recipes/routing.toml \
-    --candidates smollm2-ft-a,smollm2-ft-b --work-dir "$EVAL/route" --workers 1 --threads 2 "${COLS[@]}"
+# 3. Routing: the candidates annotate the dev reports; each head goes to the better one on dev.
+#    (session 3: members a and b on dev40.parquet)
+#    Session 4 (2026-12-07): the rules member joins; the first 40 rows of sample_data/quality_dev.parquet are
+#    exactly dev40.parquet, and this is the command behind today's recipes/routing.toml (run under bench/exclusive):
+$BIN/radbatch route sample_data/quality_dev.parquet --limit 40 --models recipes/models.toml \
+    -o recipes/routing.toml --candidates smollm2-ft-a,smollm2-ft-b,rules --work-dir "$EVAL/route" \
+    --workers 1 --threads 2 "${COLS[@]}"
 
 # 4. Test annotations: zero-shot, each member, the routed ensemble (the default routing), few-shot.
 #    Gold columns ride along in the annotated files (inline gold for eval).

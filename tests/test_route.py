@@ -50,7 +50,8 @@ def test_route_on_a_constructed_dev_archive(tmp_path: Path):
 
 def test_shipped_ensemble_adapters_are_for_the_embedded_base_and_routed():
     """recipes/models.toml declares the embedded ensemble: at least two adapters, small, stamped with the
-    embedded model's sha256; a measured routing.toml sends every head to a configured model with its dev score."""
+    embedded model's sha256; a measured routing.toml sends every head to an adapter member or to the rules
+    member (only heads the rules serve), with its dev score."""
     from radbatch.finetune_adapter import BASE_SHA_KEY, adapter_metadata
     from radbatch.models import embedded_path, load_models, sha256_file
     from radbatch.recipes import load_recipes
@@ -66,7 +67,9 @@ def test_shipped_ensemble_adapters_are_for_the_embedded_base_and_routed():
         assert Path(adapter).stat().st_size < 4 * 2**20, name
     routing = load_routing(REPO / "recipes" / "routing.toml", set(recipes.tasks), set(models))
     if routing.status == "measured":
-        assert set(routing.routes.values()) <= set(adapters)
+        from radbatch.rules import HEADS as RULES_HEADS
+        assert set(routing.routes.values()) <= set(adapters) | {"rules"}
+        assert all(task in RULES_HEADS for task, model in routing.routes.items() if model == "rules")
         for task, score in routing.scores.items():
             assert score["model"] == routing.routes[task] and score["n"] > 0
 
