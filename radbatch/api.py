@@ -13,7 +13,6 @@ subclasses carrying the CLI's exit code.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from .archive import ColumnOptions
 from .errors import InputError, StorageError
+from .fingerprint import hash_file
 from .plan import AnnotateOptions
 
 if TYPE_CHECKING:
@@ -125,11 +125,7 @@ def _stage(frame: Any, folder: Path) -> Path:
             frame.sink_parquet(tmp)                                # streams: bounded memory
         else:
             pq.write_table(_arrow(frame, kind), tmp)
-        digest = hashlib.sha256()
-        with open(tmp, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-        final = folder / f"{digest.hexdigest()[:32]}.parquet"
+        final = folder / f"{hash_file(tmp)[:32]}.parquet"
         if final.exists():       # the same frame again: keep the first file, so the run resumes
             os.unlink(tmp)
         else:

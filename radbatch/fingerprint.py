@@ -2,7 +2,8 @@
 mtime put back) never resumes onto parts computed from the old bytes.
 
 Hashing reads every byte once (sha256 runs at about 1 GB/s on one core with SHA-NI; docs/reliability.md has the
-measured cost per GB). A cache in $RADBATCH_CACHE/inputs.json spares a resume the rehash. It is keyed by the path
+measured cost per GB). A cache in $RADBATCH_CACHE/sha256-files.json spares a resume the rehash (model and
+adapter files use it too, radbatch.models.sha256_file). It is keyed by the path
 and (size, mtime_ns, ctime_ns, inode, device): a user can set mtime back, never ctime, which every write (and
 utime, chmod, rename) moves, so an edited file always misses the cache and is hashed again. One entry per path:
 the cache grows with the number of input files seen, not with the number of runs.
@@ -19,7 +20,7 @@ BLOCK = 1 << 20
 
 
 def _cache_file() -> Path:
-    return Path(os.environ.get("RADBATCH_CACHE", Path.home() / ".cache" / "radbatch")) / "inputs.json"
+    return Path(os.environ.get("RADBATCH_CACHE", Path.home() / ".cache" / "radbatch")) / "sha256-files.json"
 
 
 def _stamp(st: os.stat_result) -> list[int]:

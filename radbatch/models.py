@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
-import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,27 +140,8 @@ def check_gguf(path: str, what: str) -> None:
 
 
 def sha256_file(path: str) -> str:
-    """sha256 of a file, cached by (path, size, mtime) so multi-GB models are hashed once."""
-    p = Path(path).resolve()
-    st = p.stat()
-    cache_file = Path(os.environ.get("RADBATCH_CACHE", Path.home() / ".cache" / "radbatch")) / "sha256.json"
-    key = f"{p}|{st.st_size}|{st.st_mtime_ns}"
-    try:
-        cache = json.loads(cache_file.read_text())
-    except (OSError, ValueError):
-        cache = {}
-    if key in cache:
-        return cache[key]
-    h = hashlib.sha256()
-    with p.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    cache[key] = h.hexdigest()
-    try:
-        cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(cache))
-        os.replace(tmp, cache_file)
-    except OSError:
-        pass  # a cache we cannot write only costs time
-    return cache[key]
+    """sha256 of a model or adapter file, hashed once: the same content-hash cache as the inputs
+    (radbatch/fingerprint.py), whose stat stamp includes ctime, so a file edited in place is hashed again."""
+    from .fingerprint import content_hashes
+
+    return next(iter(content_hashes([path]).values()))
