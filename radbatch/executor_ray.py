@@ -369,7 +369,7 @@ def _run(ray, plan, units: Pending, priors_path) -> Iterator[tuple[int, str, obj
             raise
         raise EngineError(f"the Ray pipeline failed: {_gist(exc)}. Parts already written are kept; fix the "
                           "cause and rerun the same command to resume.") from None
-    _say(o.quiet, f"ray: units per annotator: " +
+    _say(o.quiet, "ray: units per annotator: " +
          ", ".join(f"{name}: {n}" for name, n in sorted(per_annotator.items())))
     dropped = [u for i, starts in units.starts.items() for u in units.refs(i, starts[~finished[i]])]
     if dropped:

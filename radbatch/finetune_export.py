@@ -17,7 +17,6 @@ import tarfile
 from pathlib import Path
 
 from .errors import EngineError
-from .finetune_adapter import BASE_NAME_KEY, BASE_SHA_KEY
 from .finetune_base import cache_root
 
 TOOL_FILES = ("convert_lora_to_gguf.py", "convert_hf_to_gguf.py")

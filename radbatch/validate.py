@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .errors import RecipeError
 from .models import load_models
-from .recipes import load_recipes, read_toml, recipes_dir
+from .recipes import load_recipes, recipes_dir
 from .router import load_routing
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import REPORTS, run_cli, write_reports
 from radbatch.archive import ColumnOptions, iter_units
-from radbatch.engine import Completion, LlamaEngine, Request, WorkerSpec, run_unit
+from radbatch.engine import LlamaEngine, Request, WorkerSpec, run_unit
 from radbatch.engine_batched import BatchedEngine, BatchSettings, prefix_tree
 from radbatch.plan import AnnotateOptions, build_plan
 from radbatch.prompts import render

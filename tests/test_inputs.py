@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from conftest import REPORTS, run_cli, write_reports
+from conftest import run_cli, write_reports
 
 
 def test_missing_column_lists_columns_and_option(reports_parquet):

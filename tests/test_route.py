@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radbatch.route import Choice, _choose, write_routing
+from radbatch.route import Choice, _choose
 from radbatch.router import load_routing
 from conftest import REPO, run_cli
 
