@@ -10,6 +10,8 @@ __all__ = ["annotate", "eval", "__version__"]
 
 def __getattr__(name: str):
     if name in ("annotate", "eval"):
-        from . import api
-        return getattr(api, name)
+        # importlib, not `from . import api`: mypyc's build of the sample generator type-checks what the package
+        # imports, and must not follow this into the whole annotate pipeline (make setup's compile step).
+        import importlib
+        return getattr(importlib.import_module("radbatch.api"), name)
     raise AttributeError(f"module 'radbatch' has no attribute {name!r}")

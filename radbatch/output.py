@@ -73,13 +73,19 @@ class RunStore:
             return info.get("run_key") if info.get("complete") else None
         return final_run_key(self.output) if self.output.exists() else None
 
-    def pending_info(self) -> dict | None:
-        """run.json of an unfinished run (run key, whether --restart started it), if there is one."""
+    def run_info(self) -> dict | None:
+        """run.json of this output's run, finished or not (run key, key material, the routing it started
+        with, whether --restart started it), if there is one."""
         try:
             info = json.loads((self.work / "run.json").read_text())
         except (OSError, ValueError):
             return None
-        return None if not isinstance(info, dict) or info.get("complete") else info
+        return info if isinstance(info, dict) else None
+
+    def pending_info(self) -> dict | None:
+        """run.json of an unfinished run, if there is one."""
+        info = self.run_info()
+        return None if info is None or info.get("complete") else info
 
     def pending_key(self) -> str | None:
         return (self.pending_info() or {}).get("run_key")
@@ -88,7 +94,7 @@ class RunStore:
         """A single-file output path that exists but is not a radbatch output of any run."""
         return not self.dir_mode and self.output.exists() and final_run_key(self.output) is None
 
-    def begin(self, run_key: str, material: dict, restart: bool) -> None:
+    def begin(self, run_key: str, material: dict, restart: bool, routing: dict | None = None) -> None:
         """Start or continue the run. `restart` wipes the work directory (and a directory output's final files)
         and records that --restart started this run, so that rerunning the same --restart command after an
         interruption continues it instead of wiping it again."""
@@ -104,7 +110,7 @@ class RunStore:
                 remove_quietly(tmp)
             if self.pending_key() != run_key:
                 self._write_json({"run_key": run_key, "complete": False, "material": material,
-                                  "restart": restart})
+                                  "restart": restart, "routing": routing or {}})
         except OSError as exc:
             raise storage_error("create the work directory", self.work, exc) from None
 

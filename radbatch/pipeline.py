@@ -43,6 +43,7 @@ class RunSummary:
     wall_seconds: float = 0.0
     nothing_to_do: bool = False
     routing_status: str = ""
+    routing_note: str = ""   # said when the routing is not today's default (an output keeps its recorded one)
 
     @property
     def row_errors(self) -> int:
@@ -96,7 +97,8 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
     plan = build_plan(opts)
     working_on(f"opening the output {opts.output}")
     workers, threads = default_parallelism(opts.workers, opts.threads)
-    summary = RunSummary(routing_status=plan.routing.status)
+    summary = RunSummary(routing_status=plan.routing.status,
+                         routing_note=plan.routing.note if plan.routing.status == "recorded" else "")
     store, wipe = _open_store(plan)
     if store is None:
         summary.nothing_to_do = True
@@ -107,7 +109,8 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
         _count(summary, summary.outputs, plan)
         return summary
     retry = opts.retry_errors and store.complete_key() == plan.run_key
-    store.begin(plan.run_key, plan.key_material, wipe)
+    r = plan.routing   # recorded so that a new default routing does not strand this output (plan._recorded_default)
+    store.begin(plan.run_key, plan.key_material, wipe, {"source": r.source, "routes": r.routes, "version": r.version})
     if retry:
         from .retry import reopen_with_errors_removed
         reopen_with_errors_removed(store, plan)

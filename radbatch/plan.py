@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from . import archive
@@ -96,14 +96,36 @@ def _models_and_routing(opts: AnnotateOptions, recipes: Recipes, task_ids: set[s
         opts_model = opts.model
     if opts_model:
         routing = single_model(opts_model, set(recipes.tasks))
+    elif opts.routing_file:
+        routing = replace(load_routing(Path(opts.routing_file), set(recipes.tasks), set(models)), source="file")
     else:
-        routing_file = Path(opts.routing_file) if opts.routing_file else root / "routing.toml"
-        routing = load_routing(routing_file, set(recipes.tasks), set(models))
+        routing = _recorded_default(opts, load_routing(root / "routing.toml", set(recipes.tasks), set(models)),
+                                    set(models))
     if opts.adapter:
         used = {routing.model_for(t) for t in task_ids}
         models = {n: (ModelSpec(**{**m.__dict__, "adapter": str(Path(opts.adapter).resolve())})
                       if n in used and not m.is_rules else m) for n, m in models.items()}
     return models, routing
+
+
+def _recorded_default(opts: AnnotateOptions, current: Routing, known: set[str]) -> Routing:
+    """An output keeps the default routing it was started with: a run begun (or finished) before a new default
+    shipped resumes, or finds nothing to do, with the models it recorded, as long as they are still configured
+    (new defaults ship under new model names; the old members stay in models.toml). `--restart` takes today's
+    default. A run started with --model or --routing-file records no default and is judged by its key alone."""
+    if opts.restart:
+        return current
+    info = RunStore(opts.output).run_info() or {}
+    recorded = info.get("routing") if isinstance(info.get("routing"), dict) else {}
+    routes = recorded.get("routes")
+    if recorded.get("source") != "default" or not isinstance(routes, dict) or routes == current.routes:
+        return current
+    if not set(routes) == set(current.routes) or not set(routes.values()) <= known:
+        return current   # heads or models changed since: the run key tells the user what differs
+    version = recorded.get("version")
+    return Routing("recorded", dict(routes), {}, f"recorded when this output was started (routing version "
+                   f"{version}); the default is now version {current.version}: use --restart to apply it",
+                   version)
 
 
 def build_plan(opts: AnnotateOptions) -> Plan:

@@ -9,7 +9,8 @@ def print_start(plan, workers: int, threads: int) -> None:
     r = plan.routing
     click.echo(f"radbatch: {len(plan.files)} input file(s), {len(plan.heads)} head(s), {workers} worker(s) x "
                f"{threads} thread(s); run key {plan.run_key}", err=True)
-    tag = "measured on a dev split" if r.status == "measured" else "PROVISIONAL (not measured yet)"
+    tag = {"measured": "measured on a dev split", "recorded": "kept from this output's run"}.get(
+        r.status, "PROVISIONAL (not measured yet)")
     click.echo(f"routing: {tag}" + (f" - {r.note}" if r.note else ""), err=True)
     for h in plan.heads:
         m = plan.head_models[h.key]
@@ -19,6 +20,8 @@ def print_start(plan, workers: int, threads: int) -> None:
 
 
 def print_summary(s) -> None:
+    if s.routing_note:
+        click.echo(f"routing: {s.routing_note}", err=True)
     if s.nothing_to_do:
         click.echo(f"Nothing to do: {', '.join(map(str, s.outputs))} is complete for this run key "
                    f"({s.rows} rows). Use --restart to recompute, --retry-errors to redo failed heads.")

@@ -6,6 +6,7 @@ Ties (within 1e-9) go to the cheaper model (smaller GGUF + adapter on disk). Tes
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -84,10 +85,20 @@ def _choose(task: str, names: list[str], scores: dict, costs: dict) -> Choice:
     return Choice(task, metric, best[2], best[0], n, second[2] if second else None, second[0] if second else None)
 
 
+def _next_version(path: Path) -> int:
+    """One more than the routing file being replaced (1 for a new file): runs record the version they used."""
+    try:
+        version = tomllib.loads(path.read_text()).get("version", 0)
+    except (OSError, ValueError):
+        version = 0
+    return (version if isinstance(version, int) else 0) + 1
+
+
 def write_routing(choices: list[Choice], path: Path, dev: str) -> None:
     measured = all(c.score is not None for c in choices)
     lines = ["# Which model serves each task head. Used by `radbatch annotate`; written by `radbatch route`",
              f"# from dev-set scores on {dev}. Rerun `radbatch route` to update it.",
+             f"version = {_next_version(path)}",
              f'status = "{"measured" if measured else "provisional"}"',
              f'note = "chosen on dev archive {Path(dev).name}; ties go to the cheaper model"', "", "[routes]"]
     lines += [f'{c.task} = "{c.model}"' for c in choices]

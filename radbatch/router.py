@@ -17,6 +17,8 @@ class Routing:
     routes: dict[str, str]
     scores: dict[str, dict] = field(default_factory=dict)
     note: str = ""
+    version: int | None = None     # the shipped default's version (routing.toml `version`), recorded by runs
+    source: str = "default"        # default (recipes/routing.toml) | file (--routing-file) | model (--model)
 
     def model_for(self, task: str) -> str:
         if task not in self.routes:
@@ -27,7 +29,9 @@ class Routing:
 def load_routing(path: Path, tasks: set[str], models: set[str]) -> Routing:
     problems: list[str] = []
     data = read_toml(path, problems) or {}
-    unknown_keys(data, {"status", "routes", "scores", "note"}, str(path), problems)
+    unknown_keys(data, {"status", "version", "routes", "scores", "note"}, str(path), problems)
+    if "version" in data and (not isinstance(data["version"], int) or isinstance(data["version"], bool)):
+        problems.append(f"{path}: version must be an integer (the routing's version, raised when it changes)")
     if data.get("status") not in STATUSES:
         problems.append(f"{path}: status must be one of {', '.join(STATUSES)}")
     routes = data.get("routes") or {}
@@ -43,9 +47,10 @@ def load_routing(path: Path, tasks: set[str], models: set[str]) -> Routing:
                      f"{path} [scores.{task}]", problems)
     if problems:
         raise RecipeError(problems)
-    return Routing(data["status"], dict(routes), dict(data.get("scores") or {}), data.get("note", ""))
+    return Routing(data["status"], dict(routes), dict(data.get("scores") or {}), data.get("note", ""),
+                   data.get("version"))
 
 
 def single_model(model: str, tasks: set[str]) -> Routing:
     """--model NAME: every head to one model."""
-    return Routing("provisional", {t: model for t in sorted(tasks)}, note=f"--model {model}")
+    return Routing("provisional", {t: model for t in sorted(tasks)}, note=f"--model {model}", source="model")
