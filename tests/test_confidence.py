@@ -238,12 +238,13 @@ def test_simple_and_batched_engines_agree(unit, outputs):
 
 @pytest.fixture(scope="module")
 def annotated(tmp_path_factory) -> pa.Table:
-    """`radbatch annotate` with the shipped routing (m_staging on its fine-tuned member)."""
+    """`radbatch annotate` with m_staging on the fine-tuned member smollm2-ft-a (the shipped routing now sends
+    m_staging to the rules member, which writes no confidence)."""
     tmp = tmp_path_factory.mktemp("confidence_cli")
     src = write_reports(tmp / "in.parquet", texts=[M1_PLAIN, M1_STAGED, *CONTRADICTORY])
     out = tmp / "out.parquet"
     res = run_cli("annotate", src, "-o", out, "--tasks", "m_staging,radiology_qa", "--question", "Any liver lesion?",
-                  "--workers", "1", "--threads", "2")
+                  "--model", "smollm2-ft-a", "--workers", "1", "--threads", "2")
     assert res.returncode == 0, res.stderr
     return pq.read_table(out)
 
@@ -257,7 +258,7 @@ def test_annotate_writes_float32_confidence_columns(annotated):
 
 
 def test_plainly_stated_stage_is_confident_and_a_contradictory_report_less_so(annotated):
-    """The shipped m_staging member (smollm2-ft-a) on two reports that state M1 plainly and two that state both.
+    """The fine-tuned m_staging member (smollm2-ft-a) on two reports that state M1 plainly and two that state both.
 
     Measured while writing this (docs/performance.md, "Confidence"): plain 0.90 and 0.92, contradictory 0.81 and
     0.85. That member also answers M1 to plainly M0 reports (0.79-0.92), so an M0 case is not asserted here."""

@@ -35,6 +35,9 @@ pytest.importorskip("ray")
 
 BIN = Path(sys.executable).parent
 TASKS = "m_staging,rads_assignment"
+# The default routing sends both heads to the rules member; these tests are about llama.cpp actors (model
+# files checked per node, actors loading and dying), so they pin an LLM member.
+MODEL = "smollm2-ft-a"
 ROWS = 28
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": secrets.token_hex(32),
        "PYTHONUNBUFFERED": "1"}
@@ -138,7 +141,7 @@ def archive(tmp_path_factory) -> Path:
 
 
 def _cmd(archive: Path, out: Path, *extra: str) -> list[str]:
-    return [str(BIN / "radbatch"), "annotate", str(archive), "-o", str(out), "--tasks", TASKS,
+    return [str(BIN / "radbatch"), "annotate", str(archive), "-o", str(out), "--tasks", TASKS, "--model", MODEL,
             "--workers", "1", "--threads", "1", *extra]
 
 
