@@ -35,7 +35,7 @@ def variant(spec: str, recipe):
         if key == "layers":
             lo, _, hi = val.partition("-")
             changes["layers_to_transform"] = tuple(range(int(lo), int(hi or lo) + 1))
-        elif key in ("r", "lora_alpha", "max_length", "batch_size"):
+        elif key in ("r", "lora_alpha", "max_length", "batch_size", "grad_accum"):
             changes[key] = int(val)
     if "r" in changes and "lora_alpha" not in changes:
         changes["lora_alpha"] = 2 * changes["r"]
@@ -83,7 +83,7 @@ def main() -> None:
         per_step = (el[-1] - el[0]) / (len(el) - 1)
         print(json.dumps({"variant": name, "layers": f"{min(rec.layers_to_transform or [0])}-"
                           f"{max(rec.layers_to_transform or [29])}", "r": rec.r, "max_length": rec.max_length,
-                          "batch": rec.batch_size, "s_per_step": round(per_step, 2), "first_step_s": el[0]}),
+                          "batch": rec.batch_size, "grad_accum": rec.grad_accum, "s_per_step": round(per_step, 2), "first_step_s": el[0]}),
               flush=True)
     if args.dev_archive:
         data = cache[variants[0][1].max_length]
