@@ -7,7 +7,8 @@ task_weights is optional: RadLite's sampling weights are the default, a table ov
 and a weight of 0 leaves a task out (a task-subset adapter). layers_to_transform is optional (peft's name): LoRA
 on the top layers only stops the backward pass there, which halves a CPU step for a 30-layer model.
 class_balance (optional, default 0) draws the classes of each closed-label head more evenly (training only);
-dev_per_head (optional) sizes the fixed dev-loss set taken from `radbatch finetune --dev-archive`.
+dev_per_head (optional) sizes the fixed dev-loss set taken from `radbatch finetune --dev-archive`; dev_every (optional)
+computes the dev loss at every n-th step's checkpoint only (a forward pass over the dev set can cost tens of steps).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class FinetuneRecipe:
     layers_to_transform: tuple[int, ...] | None = None   # LoRA on these layers only (peft); default all
     class_balance: float = 0.0   # 0 natural proportions .. 1 every class of a closed-label head drawn equally
     dev_per_head: int = 0        # with --dev-archive: dev-loss samples per head (>= 20 for a usable curve)
+    dev_every: int = 0           # dev loss every this many steps (a multiple of checkpoint_every); 0: every checkpoint
     sha256: str = ""
 
     def weight(self, task: str) -> float:
@@ -58,7 +60,7 @@ class FinetuneRecipe:
 
 
 _TYPES = {f.name: f.type for f in fields(FinetuneRecipe) if f.name not in ("name", "sha256")}
-_OPTIONAL = {"task_weights", "layers_to_transform", "class_balance", "dev_per_head"}
+_OPTIONAL = {"task_weights", "layers_to_transform", "class_balance", "dev_per_head", "dev_every"}
 _POSITIVE = ("r", "lora_alpha", "max_steps", "batch_size", "grad_accum", "max_length", "checkpoint_every",
              "dev_max_samples")
 
@@ -140,6 +142,9 @@ def _check_ranges(path: Path, v: dict, problems: list[str]) -> None:
         problems.append(f"{path}: class_balance must be in [0, 1] (0 natural proportions, 1 fully balanced)")
     if num("dev_per_head") is not None and num("dev_per_head") < 0:
         problems.append(f"{path}: dev_per_head must be 0 or more")
+    if num("dev_every") is not None and num("checkpoint_every") is not None and num("checkpoint_every") >= 1 and (
+            num("dev_every") < 0 or num("dev_every") % num("checkpoint_every")):
+        problems.append(f"{path}: dev_every must be a multiple of checkpoint_every (dev loss is computed at checkpoints)")
     if num("dev_fraction") is not None and not 0 <= num("dev_fraction") < 1:
         problems.append(f"{path}: dev_fraction must be in [0, 1)")
     if "lr_scheduler" in v and v["lr_scheduler"] not in SCHEDULERS:

@@ -150,7 +150,7 @@ def train(model, data: Dataset, recipe: FinetuneRecipe, opts: TrainOptions, pad_
             bar.update(1)
             bar.set_postfix(loss=f"{total:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if step % recipe.checkpoint_every == 0 or step == max_steps:
-                if dev:
+                if dev and (step % (recipe.dev_every or recipe.checkpoint_every) == 0 or step == max_steps):
                     evaluate(step)
                 save(step)
                 saved_at = step
@@ -230,13 +230,15 @@ def answer_nll(model, batch: dict):
 
 
 def dev_loss_of(model, dev: list[Sample], pad_id: int, autocast: bool, batch: int = 8) -> tuple[float, dict]:
-    """Mean loss per answer token over the held-out samples, overall and per task."""
+    """Mean loss per answer token over the held-out samples, overall and per task. Batched in length order, so
+    that a batch pads little (a forward pass costs every padded position)."""
     import torch
     model.eval()
     sums, counts = {}, {}
+    ordered = sorted(dev, key=lambda s: len(s.ids))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        for i in range(0, len(dev), batch):
-            chunk = dev[i:i + batch]
+        for i in range(0, len(ordered), batch):
+            chunk = ordered[i:i + batch]
             b = collate(chunk, pad_id)
             nll = answer_nll(model, b)
             per_row = (b["labels"][:, 1:] != -100).sum(dim=1).tolist()

@@ -187,16 +187,18 @@ def test_new_recipe_fields_are_strict(tmp_path):
     from radbatch.recipes import recipes_dir
     text = (recipes_dir() / "finetune" / "smollm2_135m_lora.toml").read_text()
     ok = tmp_path / "ok.toml"
-    ok.write_text(text + "class_balance = 1\ndev_per_head = 24\n")
+    ok.write_text(text + "class_balance = 1\ndev_per_head = 24\ndev_every = 40\n")
     recipe = load_finetune_recipe(ok)
     assert recipe.class_balance == 1.0 and isinstance(recipe.class_balance, float) and recipe.dev_per_head == 24
+    assert recipe.dev_every == 40
     assert load_finetune_recipe(recipes_dir() / "finetune" / "smollm2_135m_lora.toml").class_balance == 0.0
     bad = tmp_path / "bad.toml"
-    bad.write_text(text + "class_balance = 1.5\ndev_per_head = \"many\"\nbalance = true\n")
+    bad.write_text(text + "class_balance = 1.5\ndev_per_head = \"many\"\nbalance = true\ndev_every = 30\n")
     with pytest.raises(RecipeError) as err:
         load_finetune_recipe(bad)
     problems = "\n".join(err.value.problems if hasattr(err.value, "problems") else [str(err.value)])
-    for p in ("class_balance must be in [0, 1]", "dev_per_head must be an integer", "unknown key 'balance'"):
+    for p in ("class_balance must be in [0, 1]", "dev_per_head must be an integer", "unknown key 'balance'",
+              "dev_every must be a multiple of checkpoint_every"):
         assert p in problems
 
 
