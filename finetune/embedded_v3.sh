@@ -51,15 +51,15 @@ measure)
 launch|resume)
   # Train from the pinned commit (git worktree at $PIN; run.json records the commit of every sitting). For a first
   # launch: commit, then `git worktree add $PIN <commit>`. The trainer's pid goes to $PIDS so that bench/exclusive
-  # pauses it (SIGSTOP) during timings. Rerunning resumes from the newest checkpoint (the same command; the run
+  # pauses it (SIGSTOP) during timings; remove it from there when the run ends. Rerunning resumes from the newest checkpoint (the same command; the run
   # folder refuses a different recipe, seed, data or base). `kill <pid>` (SIGTERM) checkpoints, then exits.
   [ -d "$PIN" ] || { echo "no pinned worktree at $PIN: git worktree add $PIN <commit>" >&2; exit 2; }
   mkdir -p "$RUN"
   cd "$PIN"
   nohup nice -n 19 env PYTHONPATH="$PIN" "$PY" -m radbatch finetune "${TRAIN[@]}" --base embedded \
       --recipe "$PIN/$RECIPE" "${DEV[@]}" -o "$RUN" --threads 2 -q "${COLS[@]}" >>"$RUN/trainer.out" 2>&1 &
-  echo $! >>"$PIDS"
-  echo "trainer pid $! (appended to $PIDS); log: $RUN/train_log.jsonl, output: $RUN/trainer.out"
+  echo $! >"$PIDS"     # replaces a stale pid: bench/exclusive would SIGSTOP whatever process reuses it
+  echo "trainer pid $! (written to $PIDS); log: $RUN/train_log.jsonl, output: $RUN/trainer.out"
   ;;
 restore)
   # A later sitting on a fresh machine: the committed finetune/runs/v3c/ (run.json, train_log.jsonl, the newest
