@@ -151,16 +151,17 @@ def _unit_examples(unit, heads, table, cols: ColumnOptions, common: set[str], co
 
 
 def answer_classes(head: HeadInstance, answer: str) -> tuple[str, ...]:
-    """The class(es) of a closed-label answer, for class-balanced sampling: a choice head's option; a RADS
-    answer's system (or none: categories within a system keep their natural proportions, or the rare ones would
-    be repeated dozens of times); a labels head's `Label: value` lines. Open heads (text, lists): ()."""
+    """The class(es) of a closed-label answer, for class-balanced sampling: a choice head's option; for RADS,
+    whether a RADS applies at all (systems and categories keep their natural proportions: balancing over the
+    ten systems would cut "no applicable RADS", half of all reports, to a tenth of the RADS samples, and rare
+    categories would be repeated dozens of times); a labels head's `Label: value` lines. Open heads: ()."""
     from .answers import ChoiceAnswer, RadsAnswer
     from .answers_lists import LabelsAnswer
     kind = head.recipe.answer
     if isinstance(kind, ChoiceAnswer):
         return (answer,)
     if isinstance(kind, RadsAnswer):
-        return (kind.parse(answer).get("system") or "none",)
+        return ("none",) if answer == kind.none_text else ("rads",)
     if isinstance(kind, LabelsAnswer):
         return tuple(answer.split("\n")) if answer != kind.none_text else (kind.none_text,)
     return ()

@@ -64,7 +64,7 @@ def test_answer_classes_of_the_shipped_heads():
     from radbatch.tasks import head_instances
     heads = {h.recipe.id: h for h in head_instances(list(load_recipes().tasks.values()), ())}
     rads = heads["rads_assignment"]
-    assert answer_classes(rads, "BI-RADS 4A") == ("BI-RADS",)
+    assert answer_classes(rads, "BI-RADS 4A") == answer_classes(rads, "TI-RADS TR3") == ("rads",)
     assert answer_classes(rads, rads.recipe.answer.none_text) == ("none",)
     assert answer_classes(heads["m_staging"], "M1") == ("M1",)
     assert answer_classes(heads["abnormality_detection"], "Edema: positive\nPleural Effusion: negative") == \
