@@ -6,7 +6,8 @@
 
 Prints, per head: labelled rows turned into samples, rows skipped (gold the head cannot render, inputs the head
 needs missing, samples over --max-length) and the token lengths of prompt + answer (median, 95th centile, max),
-which is what to look at when choosing a recipe's max_length. Prints counts only, never report text.
+which is what to look at when choosing a recipe's max_length; with a large --max-length (nothing skipped) it also
+prints the share of each head's samples over each --candidates length (issue 12: no head may lose more than 5%). Prints counts only, never report text.
 The samples are made exactly as `radbatch finetune` makes them (radbatch/finetune_data.py).
 """
 
@@ -29,6 +30,8 @@ parser.add_argument("--max-length", type=int, default=384)
 parser.add_argument("--dev-fraction", type=float, default=0.1)
 parser.add_argument("--seed", type=int, default=0)
 parser.add_argument("--tasks")
+parser.add_argument("--candidates", default="384,512,640,768,896,1024",
+                    help="max_length candidates: the share of each head's samples longer than each")
 for name in ("text", "findings", "impression", "patient", "date", "modality", "question", "hypothesis"):
     parser.add_argument(f"--{name}-column", default="report_text" if name == "text" else None)
 args = parser.parse_args()
@@ -53,3 +56,12 @@ for task in sorted(data.counts):
     answer = np.array([len(s.ids) - s.n_prompt for s in samples])
     print(f"{task:24} {np.median(total):>10.0f} {np.percentile(total, 95):>6.0f} {total.max():>6} "
           f"{np.median(answer):>10.0f} {answer.max():>6}")
+
+cands = [int(c) for c in args.candidates.split(",") if c]
+print(f"\n{'head':24} {'n':>6} {'p99':>6} " + " ".join(f"{'>' + str(c):>7}" for c in cands))
+for task in sorted(data.counts):
+    total = np.array([len(s.ids) for s in data.train + data.dev if s.task == task])
+    if not len(total):
+        continue
+    print(f"{task:24} {len(total):>6} {np.percentile(total, 99):>6.0f} "
+          + " ".join(f"{(total > c).mean() * 100:>6.1f}%" for c in cands))

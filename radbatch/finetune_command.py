@@ -30,12 +30,15 @@ from .cli import EXIT_INTERRUPTED, handle_errors, input_options
 @click.option("--stop-after", type=click.IntRange(1), help="Checkpoint and stop after this step; rerun to resume.")
 @click.option("--merged", metavar="QUANT",
               help="Also write base + adapter merged as one GGUF: q4_k_m, q4_1, q8_0, f16, ...")
+@click.option("--dev-archive", "dev_archives", multiple=True, type=click.Path(exists=True),
+              help="Labelled dev archive (repeatable): the fixed dev-loss set, the recipe's dev_per_head examples of "
+                   "each head (the same for every run; heads of later archives are logged as task@<file stem>).")
 @click.option("--restart", is_flag=True, help="Discard the output folder's previous run and start over.")
 @input_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @handle_errors
 def finetune(labelled, base, recipe, output, tasks, models_file, seed, threads, max_steps, stop_after, merged,
-             restart, id_column, text_column, findings_column, impression_column, patient_column, date_column,
+             dev_archives, restart, id_column, text_column, findings_column, impression_column, patient_column, date_column,
              modality_column, question_column, hypothesis_column, encoding, quiet):
     """Train a LoRA adapter on LABELLED archives (gold__<task>__<field> columns, as `radbatch sample` writes).
 
@@ -53,7 +56,7 @@ def finetune(labelled, base, recipe, output, tasks, models_file, seed, threads, 
     cols = ColumnOptions(id_column, text_column, findings_column, impression_column, patient_column, date_column,
                          modality_column, question_column, hypothesis_column)
     opts = FinetuneOptions(DataOptions(tuple(labelled), cols, encoding, tasks), recipe, output, base, models_file,
-                           seed, threads, max_steps, stop_after, restart, merged, quiet)
+                           seed, threads, max_steps, stop_after, restart, merged, quiet, tuple(dev_archives))
     try:
         summary = run(opts, echo=lambda line: click.echo(line, err=True))
     except Interrupted as exc:

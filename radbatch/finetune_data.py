@@ -49,6 +49,7 @@ class Example:
     answer: str
     group: str                   # patient id (the dev split keeps a patient's reports together) or row identity
     row: tuple[int, int]         # (file index, row number)
+    classes: tuple[str, ...] = ()  # closed-label heads: the answer's class(es), for class-balanced sampling
 
 
 @dataclass
@@ -56,6 +57,7 @@ class Sample:
     task: str
     ids: np.ndarray              # prompt + answer + end-of-turn token ids (int32)
     n_prompt: int                # the loss covers ids[n_prompt:]
+    classes: tuple[str, ...] = ()  # see Example.classes
 
 
 @dataclass
@@ -64,6 +66,7 @@ class Dataset:
     dev: list[Sample]
     counts: dict[str, Counter]   # task -> {examples, train, dev, unrenderable, not_applicable, too_long}
     split_by: str                # "patient column <name>" or "row"
+    fixed_dev: dict[str, int] | None = None   # dev-loss set from dev archives: key -> samples (None: held out)
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -102,8 +105,7 @@ def iter_examples(opts: DataOptions, recipes: Recipes, spec: ModelSpec,
     counts = counts if counts is not None else {}
     files = [archive.inspect(i, p, opts.encoding) for i, p in enumerate(archive.discover(list(opts.inputs)))]
     archive.check_columns(files, opts.columns)
-    common = set.intersection(*(set(f.columns) for f in files))
-    heads = gold_heads(recipes, common, opts.tasks)
+    heads = gold_heads(recipes, set.union(*(set(f.columns) for f in files)), opts.tasks)
     models = {h.key: spec for h in heads}
     cols = opts.columns
     with tempfile.TemporaryDirectory(prefix="radbatch-finetune-") as work:
@@ -113,7 +115,7 @@ def iter_examples(opts: DataOptions, recipes: Recipes, spec: ModelSpec,
             priors = priors_for(priors_path, f.index)
             for start, table in archive.iter_units(f, opts.encoding, cols.text_columns(), 256):
                 unit = prepare(f.index, f.path, start, table, cols, heads, models, recipes.profiles, priors)
-                yield from _unit_examples(unit, heads, table, cols, common, counts)
+                yield from _unit_examples(unit, heads, table, cols, set(f.columns), counts)
 
 
 def _unit_examples(unit, heads, table, cols: ColumnOptions, common: set[str], counts) -> Iterator[Example]:
@@ -145,7 +147,24 @@ def _unit_examples(unit, heads, table, cols: ColumnOptions, common: set[str], co
             c["examples"] += 1
             row = unit.start_row + i
             group = f"patient:{patients[i]}" if patients and patients[i] is not None else f"row:{unit.file_index}:{row}"
-            yield Example(head.recipe.id, prompt, answer, group, (unit.file_index, row))
+            yield Example(head.recipe.id, prompt, answer, group, (unit.file_index, row), answer_classes(head, answer))
+
+
+def answer_classes(head: HeadInstance, answer: str) -> tuple[str, ...]:
+    """The class(es) of a closed-label answer, for class-balanced sampling: a choice head's option; for RADS,
+    whether a RADS applies at all (systems and categories keep their natural proportions: balancing over the
+    ten systems would cut "no applicable RADS", half of all reports, to a tenth of the RADS samples, and rare
+    categories would be repeated dozens of times); a labels head's `Label: value` lines. Open heads: ()."""
+    from .answers import ChoiceAnswer, RadsAnswer
+    from .answers_lists import LabelsAnswer
+    kind = head.recipe.answer
+    if isinstance(kind, ChoiceAnswer):
+        return (answer,)
+    if isinstance(kind, RadsAnswer):
+        return ("none",) if answer == kind.none_text else ("rads",)
+    if isinstance(kind, LabelsAnswer):
+        return tuple(answer.split("\n")) if answer != kind.none_text else (kind.none_text,)
+    return ()
 
 
 def _from_csv(head: HeadInstance, values: dict) -> dict:
@@ -222,7 +241,71 @@ def dev_group(group: str, seed: int, fraction: float) -> bool:
 
 
 def build_dataset(opts: DataOptions, recipes: Recipes, spec: ModelSpec, ptok: PromptTokenizer,
-                  max_length: int, dev_fraction: float, seed: int) -> Dataset:
+                  max_length: int, dev_fraction: float, seed: int, dev_inputs: tuple[str, ...] = (),
+                  dev_per_head: int = 0) -> Dataset:
+    """Training samples from opts.inputs. With dev_inputs, the dev-loss set is fixed_dev_set() of those archives
+    (and dev_fraction still holds rows of the training archives out, unused: set it to 0); else it is the
+    held-out dev_fraction of the training archives' patients."""
+    data = _build(opts, recipes, spec, ptok, max_length, dev_fraction, seed)
+    if dev_inputs:
+        data.dev = fixed_dev_set(opts, dev_inputs, recipes, spec, ptok, dev_per_head)
+        data.fixed_dev = dict(Counter(s.task for s in data.dev))
+    return data
+
+
+DEV_SELECTION = "radbatch-dev-v1"   # fixed, never a recipe's seed: every member gets the same dev-loss set
+
+
+def fixed_dev_set(opts: DataOptions, dev_inputs: tuple[str, ...], recipes: Recipes, spec: ModelSpec,
+                  ptok: PromptTokenizer, per_head: int) -> list[Sample]:
+    """The same dev-loss samples for every run: per dev archive and head, the `per_head` examples that come first
+    in a fixed hash order of (report group, row). Not filtered by max_length (every member is scored on the same
+    samples, whatever its recipe). Heads of the first archive are keyed by task id; those of later archives by
+    `task@<file stem>` (e.g. abnormality_detection@radlabels-dev: real phrasing, kept apart)."""
+    out: list[Sample] = []
+    for n, path in enumerate(dev_inputs):
+        by_task: dict[str, list[tuple[bytes, Example]]] = {}
+        one = DataOptions((path,), opts.columns, opts.encoding, None)
+        for ex in iter_examples(one, recipes, spec):
+            if opts.tasks not in (None, "", "all") and ex.task not in opts.tasks.split(","):
+                continue
+            order = hashlib.blake2b(f"{DEV_SELECTION}\x00{ex.group}\x00{ex.row[1]}".encode(), digest_size=8).digest()
+            by_task.setdefault(ex.task, []).append((order, ex))
+        for task in sorted(by_task):
+            key = task if n == 0 else f"{task}@{Path(path).stem}"
+            for _, ex in sorted(by_task[task], key=lambda p: p[0])[:per_head]:
+                prompt = ptok.prompt_ids(ex.prompt)
+                out.append(Sample(key, np.asarray(prompt + ptok.answer_ids(ex.answer), dtype=np.int32), len(prompt),
+                                  ex.classes))
+    if not out:
+        raise InputError("the dev archives gave no dev-loss samples (no gold columns for the trained heads?)")
+    return out
+
+
+def class_balanced_weights(samples: list[Sample], task_weight: dict[str, float], power: float) -> np.ndarray:
+    """Sampling weight of each training sample. A head keeps its share (task weight x its samples, as without
+    balancing); within a closed-label head the share is spread over its classes in proportion to n_class^(1-power)
+    (power 1: every class drawn equally often; 0: natural proportions). A sample with several classes (a labels
+    head's `Label: value` lines) counts under its rarest one, so rare positive labels are drawn more often.
+    Open heads (no classes) keep natural proportions."""
+    w = np.array([task_weight.get(s.task, 0.0) for s in samples], dtype=np.float64)
+    if power <= 0:
+        return w
+    by_task: dict[str, list[int]] = {}
+    for i, s in enumerate(samples):
+        if s.classes:
+            by_task.setdefault(s.task, []).append(i)
+    for task, idx in by_task.items():
+        freq = Counter(c for i in idx for c in samples[i].classes)
+        key = {i: min(samples[i].classes, key=lambda c: (freq[c], c)) for i in idx}
+        n_class = Counter(key.values())
+        share = np.array([n_class[key[i]] ** (1.0 - power) / n_class[key[i]] for i in idx])
+        w[idx] = task_weight.get(task, 0.0) * len(idx) * share / share.sum()
+    return w
+
+
+def _build(opts: DataOptions, recipes: Recipes, spec: ModelSpec, ptok: PromptTokenizer,
+           max_length: int, dev_fraction: float, seed: int) -> Dataset:
     counts: dict[str, Counter] = {}
     train, dev = [], []
     for ex in iter_examples(opts, recipes, spec, counts):
@@ -232,7 +315,7 @@ def build_dataset(opts: DataOptions, recipes: Recipes, spec: ModelSpec, ptok: Pr
         if len(ids) > max_length:
             c["too_long"] += 1
             continue
-        sample = Sample(ex.task, np.asarray(ids, dtype=np.int32), len(prompt))
+        sample = Sample(ex.task, np.asarray(ids, dtype=np.int32), len(prompt), ex.classes)
         if dev_group(ex.group, seed, dev_fraction):
             dev.append(sample)
             c["dev"] += 1
@@ -252,5 +335,9 @@ def format_counts(data: Dataset) -> str:
     lines = [f"{'head':24} " + " ".join(f"{k:>14}" for k in keys)]
     for task in sorted(data.counts):
         lines.append(f"{task:24} " + " ".join(f"{data.counts[task][k]:>14}" for k in keys))
-    lines.append(f"dev split by {data.split_by}")
+    if data.fixed_dev is not None:
+        lines.append("dev-loss set (dev archives, the same for every run): "
+                     + ", ".join(f"{k} {n}" for k, n in sorted(data.fixed_dev.items())))
+    else:
+        lines.append(f"dev split by {data.split_by}")
     return "\n".join(lines)

@@ -6,6 +6,9 @@ training knobs. Loaded without importing torch, so `radbatch recipes validate` s
 task_weights is optional: RadLite's sampling weights are the default, a table overrides them task by task,
 and a weight of 0 leaves a task out (a task-subset adapter). layers_to_transform is optional (peft's name): LoRA
 on the top layers only stops the backward pass there, which halves a CPU step for a 30-layer model.
+class_balance (optional, default 0) draws the classes of each closed-label head more evenly (training only);
+dev_per_head (optional) sizes the fixed dev-loss set taken from `radbatch finetune --dev-archive`; dev_every (optional)
+computes the dev loss at every n-th step's checkpoint only (a forward pass over the dev set can cost tens of steps).
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ class FinetuneRecipe:
     compute_dtype: str        # float32, or bfloat16 autocast (fast on CPUs with AMX / AVX512-BF16)
     task_weights: tuple[tuple[str, float], ...]
     layers_to_transform: tuple[int, ...] | None = None   # LoRA on these layers only (peft); default all
+    class_balance: float = 0.0   # 0 natural proportions .. 1 every class of a closed-label head drawn equally
+    dev_per_head: int = 0        # with --dev-archive: dev-loss samples per head (>= 20 for a usable curve)
+    dev_every: int = 0           # dev loss every this many steps (a multiple of checkpoint_every); 0: every checkpoint
     sha256: str = ""
 
     def weight(self, task: str) -> float:
@@ -54,7 +60,7 @@ class FinetuneRecipe:
 
 
 _TYPES = {f.name: f.type for f in fields(FinetuneRecipe) if f.name not in ("name", "sha256")}
-_OPTIONAL = {"task_weights", "layers_to_transform"}
+_OPTIONAL = {"task_weights", "layers_to_transform", "class_balance", "dev_per_head", "dev_every"}
 _POSITIVE = ("r", "lora_alpha", "max_steps", "batch_size", "grad_accum", "max_length", "checkpoint_every",
              "dev_max_samples")
 
@@ -102,8 +108,9 @@ def load_finetune_recipe(path: Path, known_tasks: set[str] | None = None) -> Fin
     values["task_weights"] = tuple(sorted((t, float(w)) for t, w in weights.items() if t in known))
     if not any(w > 0 for _, w in values["task_weights"]):
         raise RecipeError([f"{path}: task_weights leaves every task at weight 0"])
-    for key in ("learning_rate", "lora_dropout", "dev_fraction"):
-        values[key] = float(values[key])
+    for key in ("learning_rate", "lora_dropout", "dev_fraction", "class_balance"):
+        if key in values:
+            values[key] = float(values[key])
     return FinetuneRecipe(name=path.stem, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), **values)
 
 
@@ -131,6 +138,13 @@ def _check_ranges(path: Path, v: dict, problems: list[str]) -> None:
         problems.append(f"{path}: learning_rate must be between 0 and 1 (e.g. 2e-4)")
     if num("lora_dropout") is not None and not 0 <= num("lora_dropout") < 1:
         problems.append(f"{path}: lora_dropout must be in [0, 1)")
+    if num("class_balance") is not None and not 0 <= num("class_balance") <= 1:
+        problems.append(f"{path}: class_balance must be in [0, 1] (0 natural proportions, 1 fully balanced)")
+    if num("dev_per_head") is not None and num("dev_per_head") < 0:
+        problems.append(f"{path}: dev_per_head must be 0 or more")
+    if num("dev_every") is not None and num("checkpoint_every") is not None and num("checkpoint_every") >= 1 and (
+            num("dev_every") < 0 or num("dev_every") % num("checkpoint_every")):
+        problems.append(f"{path}: dev_every must be a multiple of checkpoint_every (dev loss is computed at checkpoints)")
     if num("dev_fraction") is not None and not 0 <= num("dev_fraction") < 1:
         problems.append(f"{path}: dev_fraction must be in [0, 1)")
     if "lr_scheduler" in v and v["lr_scheduler"] not in SCHEDULERS:

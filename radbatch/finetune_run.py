@@ -36,6 +36,7 @@ class FinetuneOptions:
     restart: bool = False
     merged: str | None = None        # also write a merged GGUF with this quantization (q4_k_m, q8_0, f16, ...)
     quiet: bool = False
+    dev_inputs: tuple[str, ...] = ()   # labelled dev archives: the fixed dev-loss set (recipe dev_per_head)
 
 
 @dataclass
@@ -54,7 +55,7 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] = print) -> Fine
     from .finetune_base import hf_folder, load_model, load_tokenizer, resolve_base
     from .finetune_data import PromptTokenizer, build_dataset, format_counts
     from .finetune_recipe import load_finetune_recipe
-    from .finetune_train import TrainOptions, claim_output, train
+    from .finetune_train import TrainOptions, claim_output, flatten_check, train
     from .recipes import load_recipes
 
     started = time.time()
@@ -68,24 +69,46 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] = print) -> Fine
     folder = hf_folder(base)
     tok = load_tokenizer(folder)
     ptok = PromptTokenizer(tok)
-    data = build_dataset(opts.data, recipes, base.spec, ptok, recipe.max_length, recipe.dev_fraction, recipe.seed)
+    if opts.dev_inputs and recipe.dev_per_head < 1:
+        from .errors import InputError
+        raise InputError(f"recipe {recipe.name}: --dev-archive needs dev_per_head (dev-loss samples per head) in the "
+                         "recipe, e.g. dev_per_head = 24")
+    data = build_dataset(opts.data, recipes, base.spec, ptok, recipe.max_length, recipe.dev_fraction, recipe.seed,
+                         tuple(opts.dev_inputs), recipe.dev_per_head)
     echo(format_counts(data))
     fingerprint = {"base": base.sha256 or str(Path(base.path).resolve()), "recipe_sha256": recipe.sha256,
                    "seed": recipe.seed, "data_sha256": data.fingerprint(), "profile": base.spec.profile}
     fingerprint["max_steps"] = opts.max_steps or recipe.max_steps
     claim_output(out, fingerprint, opts.restart)
     # What made this run, written before training so that an interrupted run can be exported (finetune/export.py).
+    # Each sitting (first run or resume) records the code it ran from: a long run should be trained from one
+    # pinned commit, and this says whether it was.
+    sittings = json.loads((out / "run.json").read_text()).get("sittings", []) if (out / "run.json").exists() else []
+    sittings.append({"started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), **code_version()})
     record = {"fingerprint": fingerprint, "base": dataclasses.asdict(base), "recipe": dataclasses.asdict(recipe),
-              "data": {"inputs": list(opts.data.inputs), "columns": opts.data.columns.named(),
-                       "split_by": data.split_by, "counts": {t: dict(c) for t, c in data.counts.items()}}}
+              "code": sittings[0], "sittings": sittings,
+              "data": {"inputs": list(opts.data.inputs), "dev_inputs": list(opts.dev_inputs),
+                       "columns": opts.data.columns.named(), "split_by": data.split_by,
+                       "counts": {t: dict(c) for t, c in data.counts.items()},
+                       "dev_loss_set": data.fixed_dev}}
     _write_json(out / "run.json", record)
+
+    def progress(result) -> None:
+        record.update({"steps": result.step, "finished": result.finished, "train_wall_s": round(result.wall_s, 1),
+                       "train_loss": result.train_loss, "dev_loss": [(s, m) for s, m, _ in result.dev_loss],
+                       "dev_loss_by_task": result.dev_loss[-1][2] if result.dev_loss else {},
+                       "dev_loss_curve_by_task": [(s, t) for s, _, t in result.dev_loss],
+                       "flatten_check": flatten_check(result.dev_loss)})
+
+    def checkpointed(result) -> None:
+        progress(result)
+        _write_json(out / "run.json", record)
+
     model = load_model(folder)
-    result = train(model, data, recipe, TrainOptions(out, opts.threads, opts.max_steps, opts.stop_after, opts.quiet),
-                   ptok.end_id)
+    result = train(model, data, recipe, TrainOptions(out, opts.threads, opts.max_steps, opts.stop_after, opts.quiet,
+                                                     checkpointed), ptok.end_id)
     dev_loss = result.dev_loss[-1][1] if result.dev_loss else None
-    record.update({"steps": result.step, "finished": result.finished, "train_wall_s": round(result.wall_s, 1),
-                   "train_loss": result.train_loss, "dev_loss": [(s, m) for s, m, _ in result.dev_loss],
-                   "dev_loss_by_task": result.dev_loss[-1][2] if result.dev_loss else {}})
+    progress(result)
     summary = FinetuneSummary(out, result.finished, result.step, result.max_steps, None, None, dev_loss,
                               time.time() - started)
     if not result.finished:
@@ -103,6 +126,23 @@ def finetune(opts: FinetuneOptions, echo: Callable[[str], None] = print) -> Fine
     record["total_wall_s"] = round(summary.wall_s, 1)
     _write_json(out / "run.json", record)
     return summary
+
+
+def code_version() -> dict:
+    """The git commit the radbatch package runs from, and whether its tracked files differ from it."""
+    import subprocess
+    root = Path(__file__).resolve().parents[1]
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, check=True,
+                              timeout=30).stdout.strip()
+    try:
+        if Path(git("rev-parse", "--show-toplevel")).resolve() != root:   # an installed copy inside another repo
+            return {"commit": None, "dirty": None, "code_dir": str(root)}
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no") != ""
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None, "code_dir": str(root)}
+    return {"commit": commit, "dirty": dirty, "code_dir": str(root)}
 
 
 def _export(opts, out: Path, base, folder: Path, recipe, data, result, ptok, echo):

@@ -14,11 +14,12 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .errors import InputError
-from .finetune_data import Dataset, Sample
+from .finetune_data import Dataset, Sample, class_balanced_weights
 from .finetune_recipe import FinetuneRecipe
 
 KEEP_CHECKPOINTS = 2
@@ -37,6 +38,7 @@ class TrainOptions:
     max_steps: int | None = None     # the schedule's length (default: the recipe's max_steps)
     stop_after: int | None = None    # checkpoint and stop after this step; rerun to resume
     quiet: bool = False
+    on_checkpoint: Callable[["TrainResult"], None] | None = None   # after each checkpoint (run.json stays current)
 
 
 @dataclass
@@ -90,11 +92,11 @@ def train(model, data: Dataset, recipe: FinetuneRecipe, opts: TrainOptions, pad_
         torch.set_rng_state(state["torch_rng"])
         step, train_loss, dev_loss, wall = state["step"], state["train_loss"], state["dev_loss"], state["wall_s"]
 
-    weights = np.array([recipe.weight(s.task) for s in data.train], dtype=np.float64)
+    weights = class_balanced_weights(data.train, dict(recipe.task_weights), recipe.class_balance)
     if weights.sum() <= 0:
         raise InputError(f"recipe {recipe.name}: every task with training samples has task weight 0")
     probs = weights / weights.sum()
-    dev = _dev_subset(data.dev, recipe.dev_max_samples)
+    dev = data.dev if data.fixed_dev is not None else _dev_subset(data.dev, recipe.dev_max_samples)
     autocast = recipe.compute_dtype == "bfloat16"
 
     def save(step_done: int) -> None:
@@ -148,10 +150,13 @@ def train(model, data: Dataset, recipe: FinetuneRecipe, opts: TrainOptions, pad_
             bar.update(1)
             bar.set_postfix(loss=f"{total:.3f}", lr=f"{scheduler.get_last_lr()[0]:.2e}")
             if step % recipe.checkpoint_every == 0 or step == max_steps:
-                if dev:
+                if dev and (step % (recipe.dev_every or recipe.checkpoint_every) == 0 or step == max_steps):
                     evaluate(step)
                 save(step)
                 saved_at = step
+                if opts.on_checkpoint is not None:
+                    opts.on_checkpoint(TrainResult(step, max_steps, False, train_loss, dev_loss,
+                                                   wall + time.time() - started, None))
     except KeyboardInterrupt:
         if step > saved_at:
             save(step)
@@ -167,6 +172,32 @@ def train(model, data: Dataset, recipe: FinetuneRecipe, opts: TrainOptions, pad_
         peft_dir = out / "peft"
         model.save_pretrained(peft_dir)
     return TrainResult(step, max_steps, step >= max_steps, train_loss, dev_loss, wall, peft_dir)
+
+
+def flatten_check(dev_loss: list, fraction: float = 0.25, threshold: float = 0.02) -> dict:
+    """Has the dev loss flattened? Its relative drop over the last `fraction` of the steps so far, from the dev
+    evaluation at or before that point to the last one; flattened when the drop is under `threshold`. Overall and
+    per head. dev_loss: [(step, mean, {head: loss})] as train() records it."""
+    if len(dev_loss) < 2 or dev_loss[-1][0] <= 0:
+        return {"checked": False, "why": "fewer than two dev evaluations"}
+    last_step = dev_loss[-1][0]
+    start_at = last_step * (1 - fraction)
+    before = [d for d in dev_loss if d[0] <= start_at]
+    if not before:
+        return {"checked": False, "why": "no dev evaluation before the last quarter"}
+    a, b = before[-1], dev_loss[-1]
+
+    def drop(x: float, y: float) -> float | None:
+        return round((x - y) / x, 4) if x > 0 else None
+
+    heads = {}
+    for head in sorted(set(a[2]) & set(b[2])):
+        d = drop(a[2][head], b[2][head])
+        heads[head] = {"from": round(a[2][head], 5), "to": round(b[2][head], 5), "drop": d,
+                       "flattened": d is not None and d < threshold}
+    d = drop(a[1], b[1])
+    return {"checked": True, "window": [a[0], b[0]], "threshold": threshold, "from": round(a[1], 5),
+            "to": round(b[1], 5), "drop": d, "flattened": d is not None and d < threshold, "by_head": heads}
 
 
 def collate(samples: list[Sample], pad_id: int) -> dict:
@@ -199,13 +230,15 @@ def answer_nll(model, batch: dict):
 
 
 def dev_loss_of(model, dev: list[Sample], pad_id: int, autocast: bool, batch: int = 8) -> tuple[float, dict]:
-    """Mean loss per answer token over the held-out samples, overall and per task."""
+    """Mean loss per answer token over the held-out samples, overall and per task. Batched in length order, so
+    that a batch pads little (a forward pass costs every padded position)."""
     import torch
     model.eval()
     sums, counts = {}, {}
+    ordered = sorted(dev, key=lambda s: len(s.ids))
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
-        for i in range(0, len(dev), batch):
-            chunk = dev[i:i + batch]
+        for i in range(0, len(ordered), batch):
+            chunk = ordered[i:i + batch]
             b = collate(chunk, pad_id)
             nll = answer_nll(model, b)
             per_row = (b["labels"][:, 1:] != -100).sum(dim=1).tolist()

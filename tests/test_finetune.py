@@ -153,6 +153,9 @@ def test_finetune_trains_exports_and_verifies_offline(trained, tiny_gguf):
     dev = run["dev_loss"]
     assert [s for s, _ in dev] == [0, 4, 8, 12]                    # 0: the base model
     assert dev[3][1] < dev[2][1] < dev[1][1] < dev[0][1]           # ... on held-out patients too
+    flat = run["flatten_check"]                                    # drop over the last quarter of the steps
+    assert flat["checked"] and flat["window"] == [8, 12] and flat["flattened"] == (flat["drop"] < 0.02)
+    assert set(run["code"]) == {"started", "commit", "dirty", "code_dir"} and run["sittings"] == [run["code"]]
     assert run["logit_change"] > 1e-3                              # the adapter changes llama.cpp's logits
     from radbatch.finetune_adapter import adapter_metadata
     from radbatch.models import sha256_file

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# The exact commands of the v3 training run (issue 12): data, measurements, the long background training from a
+# pinned commit, resuming it in a later sitting, and exporting it. Run from the repository root after `make setup`.
+# Nothing here changes models.toml or routing.toml: new adapters ship under new model names (the lead decides).
+#
+#   finetune/embedded_v3.sh data      # the training / dev archives (deterministic, seconds)
+#   finetune/embedded_v3.sh measure   # token lengths per head and step time per candidate recipe
+#   finetune/embedded_v3.sh launch    # pin the commit, start the trainer in the background (nice 19)
+#   finetune/embedded_v3.sh resume    # the same command again: continues from the newest checkpoint
+#   finetune/embedded_v3.sh status    # step, last dev loss, flatten check
+#
+# Paths (override with the environment): the data and run folders live outside the worktrees so that they survive
+# a checkout; the lead copies RUN/run.json, RUN/train_log.jsonl and the newest RUN/checkpoints/step-*.pt into
+# finetune/runs/v3c/ at the end of a session. A later sitting restores them (see `restore` below) and resumes.
+set -euo pipefail
+export HF_HUB_OFFLINE=1
+PY=${PY:-/work/main/.venv/bin/python}
+DATA=${DATA:-/work/wt/train-runs/data-v3}
+RUN=${RUN:-/work/wt/train-runs/v3c}
+PIN=${PIN:-/work/wt/train-pin}
+RECIPE=recipes/finetune/smollm2_135m_lora_v3.toml
+PIDS=${RADBATCH_TRAINER_PIDS:-/tmp/radbatch-trainer.pids}
+COLS=(--question-column question --hypothesis-column hypothesis --patient-column patient_id
+      --date-column study_date --modality-column modality)
+TRAIN=("$DATA/train6000.parquet" "$DATA/radlabels-train.parquet" "$DATA/adversarial.parquet")
+DEV=(--dev-archive "$DATA/dev300.parquet" --dev-archive "$DATA/radlabels-dev.parquet")
+
+case "${1:-}" in
+data)
+  # 6,000 train-split reports (never dev or test patients); 600 more train-split reports that become the
+  # adversarial copies (one prompt injection each, radbatch/finetune_inject.py, gold unchanged); 300 dev-split
+  # reports for the fixed dev-loss set (seed 33: the same set for every member); radlabels train (360) and dev (120)
+  # parts of synth_0401..1000 (the reserved synth_0001..0400 are in neither).
+  mkdir -p "$DATA"
+  PYTHONPATH=$PWD $PY -m radbatch sample -n 6000 --seed 31 --split train -o "$DATA/train6000.parquet"
+  PYTHONPATH=$PWD $PY -m radbatch sample -n 600 --seed 32 --split train -o "$DATA/adv-src.parquet"
+  PYTHONPATH=$PWD $PY -m radbatch sample -n 300 --seed 33 --split dev -o "$DATA/dev300.parquet"
+  PYTHONPATH=$PWD $PY finetune/v3_data.py --adversarial-source "$DATA/adv-src.parquet" -o "$DATA"
+  ;;
+measure)
+  # Token lengths per head (prompt + answer; temporal includes the prior), nothing skipped, with the share over
+  # each candidate max_length; then the step time of each candidate at batch 4 (4 steps each, the first is
+  # warm-up; the v3 recipe's step is two such batches, grad_accum 2) and of one dev-loss evaluation.
+  flock /tmp/radbatch-cpu.lock env PYTHONPATH=$PWD $PY finetune/prepare_data.py "${TRAIN[@]}" --max-length 100000 \
+      --dev-fraction 0 "${COLS[@]}"
+  bench/exclusive env PYTHONPATH=$PWD $PY finetune/bench_steps.py "${TRAIN[@]}" --recipe $RECIPE --steps 4 \
+      --threads 2 --variant top10-r8:layers=20-29,r=8,grad_accum=1 --variant top10-r16:layers=20-29,r=16,grad_accum=1 \
+      --variant all30-r8:layers=0-29,r=8,grad_accum=1 --variant all30-r16:layers=0-29,r=16,grad_accum=1 \
+      "${DEV[@]}" "${COLS[@]}"
+  ;;
+launch|resume)
+  # Train from the pinned commit (git worktree at $PIN; run.json records the commit of every sitting). For a first
+  # launch: commit, then `git worktree add $PIN <commit>`. The trainer's pid goes to $PIDS so that bench/exclusive
+  # pauses it (SIGSTOP) during timings; remove it from there when the run ends. Rerunning resumes from the newest checkpoint (the same command; the run
+  # folder refuses a different recipe, seed, data or base). `kill <pid>` (SIGTERM) checkpoints, then exits.
+  [ -d "$PIN" ] || { echo "no pinned worktree at $PIN: git worktree add $PIN <commit>" >&2; exit 2; }
+  mkdir -p "$RUN"
+  cd "$PIN"
+  nohup nice -n 19 env PYTHONPATH="$PIN" "$PY" -m radbatch finetune "${TRAIN[@]}" --base embedded \
+      --recipe "$PIN/$RECIPE" "${DEV[@]}" -o "$RUN" --threads 2 -q "${COLS[@]}" >>"$RUN/trainer.out" 2>&1 &
+  echo $! >"$PIDS"     # replaces a stale pid: bench/exclusive would SIGSTOP whatever process reuses it
+  echo "trainer pid $! (written to $PIDS); log: $RUN/train_log.jsonl, output: $RUN/trainer.out"
+  ;;
+restore)
+  # A later sitting on a fresh machine: the committed finetune/runs/v3c/ (run.json, train_log.jsonl, the newest
+  # checkpoints/step-*.pt) back into $RUN, `data` again (same bytes), the pin at run.json's "code"."commit", then
+  # `resume`. The run folder's fingerprint (base, recipe, seed, data) must match, or finetune refuses to mix runs.
+  mkdir -p "$RUN/checkpoints"
+  cp finetune/runs/v3c/run.json finetune/runs/v3c/train_log.jsonl "$RUN/"
+  cp finetune/runs/v3c/checkpoints/step-*.pt "$RUN/checkpoints/"
+  commit=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["code"]["commit"])' "$RUN/run.json")
+  [ -d "$PIN" ] || git worktree add "$PIN" "$commit"
+  echo "restored $RUN at step $(ls "$RUN/checkpoints" | tail -1); pin $PIN at $commit; now: $0 data && $0 resume"
+  ;;
+status)
+  $PY - "$RUN" <<'EOF'
+import json, sys
+from pathlib import Path
+run = Path(sys.argv[1])
+lines = [json.loads(l) for l in (run / "train_log.jsonl").read_text().splitlines()]
+steps = [l for l in lines if "loss" in l]
+devs = [l for l in lines if "dev_loss" in l]
+if steps:
+    print(f"step {steps[-1]['step']}  elapsed {steps[-1]['elapsed_s'] / 3600:.2f} h  lr {steps[-1]['lr']:.2e}")
+if devs:
+    print(f"dev loss at step {devs[-1]['step']}: {devs[-1]['dev_loss']}  (step 0: {devs[0]['dev_loss']})")
+meta = json.loads((run / "run.json").read_text())
+print("flatten check:", json.dumps(meta.get("flatten_check", {}).get("drop")), meta.get("flatten_check", {}).get("flattened"))
+EOF
+  ;;
+export)
+  # The finished run exports itself into $RUN/adapter.gguf; this exports the newest checkpoint of an unfinished
+  # run (or `--checkpoint step-NNNNNNN.pt`) for a look at a learning-curve point: $0 export OUT.gguf [options]
+  out=${2:?usage: $0 export OUT.gguf [--checkpoint step-NNNNNNN.pt]}; shift 2
+  PYTHONPATH=$PIN $PY "$PIN/finetune/export.py" "$RUN" -o "$out" "$@"
+  ;;
+*)
+  echo "usage: $0 data|measure|launch|resume|restore|status|export" >&2; exit 2 ;;
+esac

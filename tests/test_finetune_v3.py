@@ -1,0 +1,225 @@
+"""Training-side pieces of issue 12: class-balanced sampling, the fixed per-head dev-loss set, the flatten check,
+archives with gold for some heads only, the strict new recipe fields, and the training injection texts.
+
+Cheap: no training here (tests/test_finetune.py trains a tiny model end to end). The dev-set test uses the embedded
+SmolLM2's real tokenizer and annotate's real prompt rendering.
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import REPORTS, run_cli
+
+from radbatch.finetune_data import Sample, class_balanced_weights
+from radbatch.finetune_train import flatten_check
+
+
+def _s(task: str, *classes: str) -> Sample:
+    return Sample(task, np.zeros(3, dtype=np.int32), 1, tuple(classes))
+
+
+# --- class-balanced sampling ---------------------------------------------------------------------------------
+
+
+def test_balanced_sampling_draws_each_class_of_a_head_equally_and_keeps_the_head_share():
+    samples = [_s("m_staging", "M0")] * 90 + [_s("m_staging", "M1")] * 10 + [_s("impression_generation")] * 50
+    weights = {"m_staging": 1.0, "impression_generation": 2.0}
+    natural = class_balanced_weights(samples, weights, 0.0)
+    full = class_balanced_weights(samples, weights, 1.0)
+    half = class_balanced_weights(samples, weights, 0.5)
+    m0, m1, imp = slice(0, 90), slice(90, 100), slice(100, 150)
+    assert natural[m0].sum() == pytest.approx(90) and natural[m1].sum() == pytest.approx(10)
+    assert full[m0].sum() == pytest.approx(50) and full[m1].sum() == pytest.approx(50)    # 1:1
+    assert half[m0].sum() / half[m1].sum() == pytest.approx(3.0)                           # sqrt(90/10)
+    for w in (natural, full, half):
+        assert w[:100].sum() == pytest.approx(100)          # the head's share: weight x samples, unchanged
+        assert w[imp].sum() == pytest.approx(100) and len(set(w[imp])) == 1    # open head: natural
+    assert len(set(full[m1])) == 1                          # within a class every sample alike
+
+
+def test_balanced_sampling_counts_a_multi_label_sample_under_its_rarest_class():
+    common = "No Finding: positive"
+    samples = [_s("abnormality_detection", common)] * 8 + [_s("abnormality_detection", "Edema: positive",
+                                                              "Cardiomegaly: positive")] * 2
+    w = class_balanced_weights(samples, {"abnormality_detection": 1.0}, 1.0)
+    assert w[:8].sum() == pytest.approx(w[8:].sum()) == pytest.approx(5.0)
+
+
+def test_balanced_sampling_leaves_out_weight_zero_tasks():
+    samples = [_s("m_staging", "M0"), _s("m_staging", "M1"), _s("n_staging", "N0")]
+    w = class_balanced_weights(samples, {"m_staging": 1.0, "n_staging": 0.0}, 1.0)
+    assert list(w) == [1.0, 1.0, 0.0]
+
+
+def test_answer_classes_of_the_shipped_heads():
+    from radbatch.finetune_data import answer_classes
+    from radbatch.recipes import load_recipes
+    from radbatch.tasks import head_instances
+    heads = {h.recipe.id: h for h in head_instances(list(load_recipes().tasks.values()), ())}
+    rads = heads["rads_assignment"]
+    assert answer_classes(rads, "BI-RADS 4A") == answer_classes(rads, "TI-RADS TR3") == ("rads",)
+    assert answer_classes(rads, rads.recipe.answer.none_text) == ("none",)
+    assert answer_classes(heads["m_staging"], "M1") == ("M1",)
+    assert answer_classes(heads["abnormality_detection"], "Edema: positive\nPleural Effusion: negative") == \
+        ("Edema: positive", "Pleural Effusion: negative")
+    assert answer_classes(heads["impression_generation"], "1. No acute findings.") == ()
+
+
+# --- the flatten check ---------------------------------------------------------------------------------------
+
+
+def _curve(values: list[float], every: int = 50) -> list:
+    return [(i * every, v, {"m_staging": v * 2, "radiology_nli": 1.0}) for i, v in enumerate(values)]
+
+
+def test_flatten_check_compares_the_last_quarter_of_the_steps():
+    flat = flatten_check(_curve([3.0, 2.0, 1.5, 1.2, 1.0, 0.995, 0.99, 0.99, 0.985]))   # steps 0..400
+    assert flat["checked"] and flat["window"] == [300, 400]
+    assert flat["drop"] == pytest.approx((0.99 - 0.985) / 0.99, abs=1e-4) and flat["flattened"]
+    assert flat["by_head"]["radiology_nli"]["flattened"] and flat["by_head"]["m_staging"]["flattened"]
+    falling = flatten_check(_curve([3.0, 2.0, 1.5, 1.2, 1.0, 0.9, 0.8, 0.7, 0.6]))
+    assert falling["window"] == [300, 400] and falling["drop"] == pytest.approx(0.25) and not falling["flattened"]
+    assert not falling["by_head"]["m_staging"]["flattened"] and falling["by_head"]["radiology_nli"]["drop"] == 0
+
+
+def test_flatten_check_needs_a_curve():
+    assert flatten_check([])["checked"] is False
+    assert flatten_check(_curve([2.0]))["checked"] is False
+    assert flatten_check([(0, 2.0, {}), (40, 1.0, {})])["window"] == [0, 40]
+
+
+# --- the fixed dev-loss set, and archives with gold for some heads only ---------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ptok():
+    pytest.importorskip("transformers")
+    from radbatch.finetune_base import go_offline, quiet_transformers
+    from radbatch.models import embedded_path
+    go_offline()
+    from transformers import AutoTokenizer
+    quiet_transformers()
+    from radbatch.finetune_data import PromptTokenizer
+    p = embedded_path()
+    return PromptTokenizer(AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name, local_files_only=True))
+
+
+def _archive(path: Path, n: int, offset: int = 0) -> Path:
+    m = ["M0", "M1", None]
+    pq.write_table(pa.table({
+        "report_id": [f"D{offset + i:03d}" for i in range(n)],
+        "patient_id": [f"Q{offset + i:03d}" for i in range(n)],
+        "report_text": [REPORTS[i % len(REPORTS)] for i in range(n)],
+        "gold__m_staging__stage": [m[i % 3] for i in range(n)],
+        "gold__radiology_nli__label": [None] * n,
+        "hypothesis": ["There is a pleural effusion."] * n,
+    }), path)
+    return path
+
+
+def _real_phrasing(path: Path, n: int) -> Path:
+    """Like finetune/v3_data.py's radlabels parts: abnormality gold only, the other columns null."""
+    pq.write_table(pa.table({
+        "report_id": [f"X{i:03d}" for i in range(n)],
+        "report_text": ["FINDINGS: Small left pleural effusion. No pneumothorax."] * n,
+        "gold__abnormality_detection__pleural_effusion": ["positive"] * n,
+        "gold__abnormality_detection__pneumothorax": ["negative"] * n,
+        "patient_id": pa.nulls(n, pa.string()), "hypothesis": pa.nulls(n, pa.string()),
+    }), path)
+    return path
+
+
+def test_fixed_dev_set_is_the_same_for_every_run_and_per_head(ptok, tmp_path):
+    from radbatch.archive import ColumnOptions
+    from radbatch.finetune_data import DataOptions, build_dataset
+    from radbatch.models import ModelSpec, embedded_path
+    from radbatch.recipes import load_recipes
+    cols = ColumnOptions(patient="patient_id", hypothesis="hypothesis")
+    spec = ModelSpec("smollm2", str(embedded_path()), None, "chatml", 2048, "radbatch", "Apache-2.0")
+    train = _archive(tmp_path / "train.parquet", 12)
+    dev = _archive(tmp_path / "dev.parquet", 30, offset=100)
+    real = _real_phrasing(tmp_path / "real-dev.parquet", 5)
+    opts = DataOptions((str(train),), cols)
+
+    def build(seed, max_length, per_head=6):
+        return build_dataset(opts, load_recipes(), spec, ptok, max_length, 0.0, seed, (str(dev), str(real)), per_head)
+
+    a, b = build(1, 2048), build(2, 2048)
+    shortest = min(len(s.ids) for s in a.train)
+    c = build(1, shortest)
+    assert a.fixed_dev == {"m_staging": 6, "abnormality_detection@real-dev": 5}
+    same = [(s.task, s.ids.tobytes()) for s in a.dev]
+    assert same == [(s.task, s.ids.tobytes()) for s in b.dev] == [(s.task, s.ids.tobytes()) for s in c.dev]
+    assert len(c.train) < len(a.train) and any(len(s.ids) > shortest for s in c.dev)   # max_length: training only
+    assert len(a.train) == 8 and {s.task for s in a.train} == {"m_staging"}
+    bigger = build(1, 2048, per_head=10)
+    assert [s.ids.tobytes() for s in bigger.dev if s.task == "m_staging"][:6] == \
+        [s.ids.tobytes() for s in a.dev if s.task == "m_staging"]   # a larger set extends the smaller one
+
+
+def test_training_archives_may_have_gold_for_different_heads(ptok, tmp_path):
+    from radbatch.archive import ColumnOptions
+    from radbatch.finetune_data import DataOptions, build_dataset
+    from radbatch.models import ModelSpec, embedded_path
+    from radbatch.recipes import load_recipes
+    cols = ColumnOptions(patient="patient_id", hypothesis="hypothesis")
+    spec = ModelSpec("smollm2", str(embedded_path()), None, "chatml", 2048, "radbatch", "Apache-2.0")
+    files = (str(_archive(tmp_path / "gen.parquet", 9)), str(_real_phrasing(tmp_path / "real.parquet", 4)))
+    data = build_dataset(DataOptions(files, cols), load_recipes(), spec, ptok, 2048, 0.0, 0)
+    assert {t: c["train"] for t, c in data.counts.items()} == {"m_staging": 6, "abnormality_detection": 4}
+    real = [s for s in data.train if s.task == "abnormality_detection"]
+    assert real[0].classes == ("Pleural Effusion: positive", "Pneumothorax: negative")
+
+
+# --- recipes -------------------------------------------------------------------------------------------------
+
+
+def test_new_recipe_fields_are_strict(tmp_path):
+    from radbatch.errors import RecipeError
+    from radbatch.finetune_recipe import load_finetune_recipe
+    from radbatch.recipes import recipes_dir
+    text = (recipes_dir() / "finetune" / "smollm2_135m_lora.toml").read_text()
+    ok = tmp_path / "ok.toml"
+    ok.write_text(text + "class_balance = 1\ndev_per_head = 24\ndev_every = 40\n")
+    recipe = load_finetune_recipe(ok)
+    assert recipe.class_balance == 1.0 and isinstance(recipe.class_balance, float) and recipe.dev_per_head == 24
+    assert recipe.dev_every == 40
+    assert load_finetune_recipe(recipes_dir() / "finetune" / "smollm2_135m_lora.toml").class_balance == 0.0
+    bad = tmp_path / "bad.toml"
+    bad.write_text(text + "class_balance = 1.5\ndev_per_head = \"many\"\nbalance = true\ndev_every = 30\n")
+    with pytest.raises(RecipeError) as err:
+        load_finetune_recipe(bad)
+    problems = "\n".join(err.value.problems if hasattr(err.value, "problems") else [str(err.value)])
+    for p in ("class_balance must be in [0, 1]", "dev_per_head must be an integer", "unknown key 'balance'",
+              "dev_every must be a multiple of checkpoint_every"):
+        assert p in problems
+
+
+def test_recipes_validate_accepts_the_shipped_recipes():
+    done = run_cli("recipes", "validate")
+    assert done.returncode == 0, done.stderr[-2000:]
+
+
+# --- adversarial training reports ----------------------------------------------------------------------------
+
+
+def test_training_injections_keep_the_report_and_add_one_payload():
+    from radbatch.finetune_inject import TRAIN_INJECTIONS, inject
+    rng = random.Random(0)
+    report = "FINDINGS: Heart size normal. Lungs are clear. No effusion.\nIMPRESSION: Normal chest."
+    seen = set()
+    for _ in range(60):
+        out = inject(report, rng)
+        payload = [p for p in TRAIN_INJECTIONS if p in out]
+        assert len(payload) == 1
+        assert out.replace(payload[0], "").replace("\n", " ").split() == report.replace("\n", " ").split()
+        assert out.index("IMPRESSION:") > out.index("FINDINGS:")
+        seen.add(out.index(payload[0]) == 0)
+    assert seen == {True, False}     # at the start sometimes, elsewhere other times
