@@ -103,6 +103,11 @@ def _models_and_routing(opts: AnnotateOptions, recipes: Recipes, task_ids: set[s
                                     set(models))
     if opts.adapter:
         used = {routing.model_for(t) for t in task_ids}
+        rules = sorted(t for t in task_ids if models[routing.model_for(t)].is_rules)
+        if rules:  # never apply an adapter to nothing: a registry fails loudly
+            raise InputError(f"--adapter goes to the routed model of each head, and {', '.join(rules)} "
+                             f"{'is' if len(rules) == 1 else 'are'} routed to the rules member, which takes no "
+                             "adapter. Add --model NAME (the model the adapter was trained for).")
         models = {n: (ModelSpec(**{**m.__dict__, "adapter": str(Path(opts.adapter).resolve())})
                       if n in used and not m.is_rules else m) for n, m in models.items()}
     return models, routing

@@ -114,7 +114,7 @@ def test_same_output_with_one_and_two_workers(tmp_path):
 def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     src = write_reports(tmp_path / "in.parquet", n=48)
     args = [sys.executable, "-m", "radbatch", "annotate", str(src), "-o", str(tmp_path / "k.parquet"),
-            "--tasks", "m_staging", "--workers", "1", "--threads", "2", "-q"]
+            "--tasks", "m_staging", "--model", "smollm2-ft-a", "--workers", "1", "--threads", "2", "-q"]
     env = {**os.environ, "RADBATCH_PART_ROWS": "8"}
     proc = subprocess.Popen(args, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     parts = tmp_path / "k.parquet.radbatch" / "parts"
@@ -130,7 +130,8 @@ def test_resume_after_sigkill_equals_uninterrupted_run(tmp_path):
     assert res.returncode == 0, res.stderr
     computed = int(res.stdout.split("(")[1].split(" computed")[0])
     assert computed <= 48 - 8 * saved  # finished units were not recomputed
-    clean = run_cli("annotate", src, "-o", tmp_path / "clean.parquet", "--tasks", "m_staging", "-q")
+    clean = run_cli("annotate", src, "-o", tmp_path / "clean.parquet", "--tasks", "m_staging", "--model",
+                    "smollm2-ft-a", "-q")
     assert clean.returncode == 0
     assert _table(tmp_path / "k.parquet").equals(_table(tmp_path / "clean.parquet"))
     again = subprocess.run(args, cwd=REPO, env=env, capture_output=True, text=True)

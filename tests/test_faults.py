@@ -26,7 +26,8 @@ from conftest import REPO, write_reports
 
 MARKER = "QZX7731"  # in every report: must never appear in a message, log line or traceback
 N_ROWS = 40
-FAST = ["--tasks", "m_staging", "--workers", "1", "--threads", "1", "-q"]
+# m_staging pinned to an LLM member: the default routing sends it to the rules member, which loads no model
+FAST = ["--tasks", "m_staging", "--model", "smollm2-ft-a", "--workers", "1", "--threads", "1", "-q"]
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RADBATCH_PART_ROWS": "8", "RADBATCH_TEST_CRASH_UNIT": ""}
 
 

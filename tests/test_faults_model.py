@@ -32,7 +32,8 @@ def src(tmp_path_factory) -> Path:
 
 def annotate(src: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     res = subprocess.run([sys.executable, "-m", "radbatch", "annotate", str(src), "-o", str(out), "--tasks",
-                          "m_staging", "--workers", "1", "--threads", "1", "-q", *map(str, extra)],
+                          "m_staging", "--model", "smollm2-ft-a", "--workers", "1", "--threads", "1", "-q",
+                          *map(str, extra)],
                          capture_output=True, text=True, cwd=REPO, env=ENV, timeout=600)
     assert_no_report_text(res.stdout, res.stderr)
     return res
@@ -168,7 +169,8 @@ def test_worker_crashing_while_loading_is_a_clear_exit_3(src, tmp_path, how, cod
     out = tmp_path / "o.parquet"
     env = {**ENV, "RADBATCH_TEST_CRASH_UNIT": how}
     res = subprocess.run([sys.executable, "-m", "radbatch", "annotate", str(src), "-o", str(out), "--tasks",
-                          "m_staging", "--workers", "1", "--threads", "1", "-q"], capture_output=True, text=True,
+                          "m_staging", "--model", "smollm2-ft-a", "--workers", "1", "--threads", "1", "-q"],
+                         capture_output=True, text=True,
                          cwd=REPO, env=env, timeout=600)
     assert_no_report_text(res.stdout, res.stderr)
     assert_refused_before_work(res, out, 3, f"A worker died while loading its model(s) (exit code {code}); the "

@@ -29,10 +29,10 @@ def test_the_batched_engine_is_charged_for_each_of_its_kv_streams(monkeypatch):
 def test_a_batch_that_cannot_fit_is_refused_before_work_and_a_bad_setting_is_a_usage_error(reports_parquet,
                                                                                             tmp_path):
     out = tmp_path / "out.parquet"
-    res = run_cli("annotate", reports_parquet, "-o", out, "--tasks", "m_staging", "-q",
+    res = run_cli("annotate", reports_parquet, "-o", out, "--tasks", "m_staging", "--model", "smollm2-ft-a", "-q",
                   env={"RADBATCH_BATCHED": "n_parallel=400000"})
     assert res.returncode == 3, res.stderr
     assert "need about" in res.stderr and "n_parallel" in res.stderr and not out.exists()
-    res = run_cli("annotate", reports_parquet, "-o", out, "--tasks", "m_staging", "-q",
+    res = run_cli("annotate", reports_parquet, "-o", out, "--tasks", "m_staging", "--model", "smollm2-ft-a", "-q",
                   env={"RADBATCH_BATCHED": "n_paralel=8"})
     assert res.returncode == 2 and "Known: n_parallel" in res.stderr and "Traceback" not in res.stderr

@@ -24,7 +24,8 @@ import pytest
 from conftest import REPO, write_reports
 
 MARKER = "QZX7731"
-FAST = ["--tasks", "m_staging", "--workers", "1", "--threads", "1", "-q"]
+# m_staging pinned to an LLM member: the default routing sends it to the rules member, which loads no model
+FAST = ["--tasks", "m_staging", "--model", "smollm2-ft-a", "--workers", "1", "--threads", "1", "-q"]
 WATCH = "stopped_s=2,spin_cpu_s=2,poll_s=0.2"
 ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RADBATCH_PART_ROWS": "8", "RADBATCH_TEST_CRASH_UNIT": "",
        "RADBATCH_WATCHDOG": WATCH}

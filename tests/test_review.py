@@ -300,7 +300,8 @@ def test_review_end_to_end_on_real_annotate_output(tmp_path):
 
     reports = write_reports(tmp_path / "reports.parquet")
     out = tmp_path / "out.parquet"
-    res = run_cli("annotate", reports, "-o", out, "--tasks", "m_staging", "--workers", "1", "--threads", "1", "-q")
+    res = run_cli("annotate", reports, "-o", out, "--tasks", "m_staging", "--model", "smollm2-ft-a", "--workers", "1",
+                  "--threads", "1", "-q")
     assert res.returncode == 0, res.stderr[-2000:]
     table = pq.read_table(out)
     column = confidence_column("m_staging")

@@ -315,3 +315,12 @@ def test_route_takes_the_rules_member_as_a_candidate_and_only_for_its_heads(tmp_
         route(AnnotateOptions((str(src),), "", quiet=True), _models(tmp_path), tmp_path / "work", ["rules"])
     assert not (tmp_path / "work" / "dev-rules.parquet").exists()
 
+
+
+def test_an_adapter_for_a_head_routed_to_the_rules_member_is_refused(tmp_path):
+    """--adapter with the default routing (m_staging -> rules) would otherwise be silently ignored."""
+    src = write_reports(tmp_path / "in.parquet", n=2)
+    res = run_cli("annotate", src, "-o", tmp_path / "o.parquet", "--tasks", "m_staging", "--adapter",
+                  REPO / "adapters" / "smollm2-radbatch-v2a.gguf")
+    assert res.returncode == 2 and "m_staging is routed to the rules member, which takes no adapter" in res.stderr
+    assert not (tmp_path / "o.parquet").exists()
