@@ -18,9 +18,6 @@ import pytest
 
 from conftest import REPORTS, run_cli
 
-pytest.importorskip("torch")
-pytest.importorskip("peft")
-
 MARKER = "Quokkazebra"   # a word only the archive's report texts contain: it must never reach a log
 OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HTTP_PROXY": "http://127.0.0.1:9",
            "HTTPS_PROXY": "http://127.0.0.1:9", "NO_PROXY": ""}
@@ -89,6 +86,7 @@ def labelled(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def embedded_tokenizer():
+    pytest.importorskip("transformers")   # the `finetune` extra: only the tests that tokenize or train need it
     from radbatch.finetune_base import go_offline, quiet_transformers
     from radbatch.models import embedded_path
     go_offline()
@@ -101,7 +99,7 @@ def embedded_tokenizer():
 @pytest.fixture(scope="module")
 def tiny_gguf(tmp_path_factory, embedded_tokenizer) -> Path:
     """A random 2-layer Llama with SmolLM2's tokenizer, as a GGUF (the same bytes every run: seeded)."""
-    import torch
+    torch = pytest.importorskip("torch")
     from transformers import LlamaConfig, LlamaForCausalLM
     from radbatch.finetune_export import _run_tool
     tok = embedded_tokenizer
@@ -134,6 +132,7 @@ def _finetune(labelled: Path, base: Path, recipe: Path, out: Path, *extra: str, 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, labelled, tiny_gguf) -> dict:
     """One CLI run, offline: train 12 steps, export, verify."""
+    pytest.importorskip("peft")
     tmp = tmp_path_factory.mktemp("run")
     out = tmp / "adapter-v1"
     done = _finetune(labelled, tiny_gguf, _recipe(tmp), "adapter-v1", cwd=tmp)   # -o relative, as in the docs
