@@ -21,7 +21,8 @@ deterministic, so both runs must give exactly what tests/data/output_digest.json
 
 When the output changes on purpose (a recipe, prompt, engine or provenance change, the issue 14 item 2 fix, or
 a new llama-cpp-python build: the confidences are the engine's float32 logits, exact for one build on one CPU
-kind), regenerate the file and commit it with the change that caused it:
+kind; a new pyarrow: the archive's Parquet bytes, whose sha256 the metadata records, name its version),
+regenerate the file and commit it with the change that caused it:
 
     RADBATCH_UPDATE_DIGEST=1 python -m pytest -q tests/test_output_digest.py
 
