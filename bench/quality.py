@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from radbatch.evaluation import Settings, evaluate  # noqa: E402
-from radbatch.evaluation.heads import HEADS  # noqa: E402
+from radbatch.evaluation.task_specs import task_ids  # noqa: E402
 from radbatch.evaluation.output_rates import frame_rates  # noqa: E402
 
 # issue 12, item 5: the shipped default's targets on the test archive, by `radbatch eval`'s names
@@ -121,7 +121,7 @@ def rates_only(label: str, path: Path) -> tuple[list[str], dict]:
              "| head | ran | not applicable | ok | truncation | invalid output | other errors |",
              "|---|---|---|---|---|---|---|"]
     out = {}
-    for task in HEADS:
+    for task in task_ids():
         r = frame_rates(frame, task)
         if r is None:
             continue
@@ -154,7 +154,7 @@ def baselines(archive: Path, settings: Settings) -> tuple[list[str], dict]:
     specs = load_specs()
     columns = {}
     constant = {}
-    for task in HEADS:
+    for task in task_ids():
         fields = [f for f in specs[task].fields if f"gold__{task}__{f}" in table.column_names]
         gold = {f: table.column(f"gold__{task}__{f}").to_pylist() for f in fields}
         labelled = [any(gold[f][i] is not None for f in fields) for i in range(table.num_rows)]

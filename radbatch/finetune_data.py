@@ -109,7 +109,7 @@ def iter_examples(opts: DataOptions, recipes: Recipes, spec: ModelSpec,
     models = {h.key: spec for h in heads}
     cols = opts.columns
     with tempfile.TemporaryDirectory(prefix="radbatch-finetune-") as work:
-        wants_priors = any(h.recipe.id == "temporal_comparison" for h in heads) and cols.patient and cols.date
+        wants_priors = any("prior" in h.recipe.inputs for h in heads) and cols.patient and cols.date
         priors_path = build_priors(files, cols, opts.encoding, Path(work), None) if wants_priors else None
         for f in files:
             priors = priors_for(priors_path, f.index)

@@ -3,7 +3,8 @@
 Field names follow peft's LoraConfig (r, lora_alpha, lora_dropout, target_modules) and the usual
 training knobs. Loaded without importing torch, so `radbatch recipes validate` stays light.
 
-task_weights is optional: RadLite's sampling weights are the default, a table overrides them task by task,
+task_weights is optional: RadLite's sampling weights are the default (1.0 for a head RadLite does not have: a head
+added to recipes/tasks/), a table overrides them task by task,
 and a weight of 0 leaves a task out (a task-subset adapter). layers_to_transform is optional (peft's name): LoRA
 on the top layers only stops the backward pass there, which halves a CPU step for a 30-layer model.
 class_balance (optional, default 0) draws the classes of each closed-label head more evenly (training only);
@@ -103,7 +104,7 @@ def load_finetune_recipe(path: Path, known_tasks: set[str] | None = None) -> Fin
     _check_ranges(path, values, problems)
     if problems:
         raise RecipeError(problems)
-    weights = dict(RADLITE_TASK_WEIGHTS)
+    weights = {**dict.fromkeys(known, 1.0), **RADLITE_TASK_WEIGHTS}
     weights.update(dict(values.get("task_weights") or ()))
     values["task_weights"] = tuple(sorted((t, float(w)) for t, w in weights.items() if t in known))
     if not any(w > 0 for _, w in values["task_weights"]):

@@ -22,8 +22,6 @@ from .router import Routing, load_routing, single_model
 from .tasks import HeadInstance, head_instances
 
 UNIT_SIZE = 8
-TASK_ORDER = ("rads_assignment", "impression_generation", "temporal_comparison", "radiology_ner", "n_staging",
-              "m_staging", "radiology_nli", "abnormality_detection", "radiology_qa")
 
 
 @dataclass(frozen=True)
@@ -70,7 +68,7 @@ class Plan:
 
 def select_tasks(recipes: Recipes, spec: str | None) -> list:
     if spec in (None, "", "all"):
-        names = [t for t in TASK_ORDER if t in recipes.tasks] + sorted(set(recipes.tasks) - set(TASK_ORDER))
+        names = list(recipes.order)  # the registry's order (recipes/task_order.toml): output column order
     elif spec == "none":
         names = []
     else:

@@ -1,4 +1,10 @@
-"""Load recipes/ into frozen, typed objects. Unknown keys are errors; every problem is reported at once."""
+"""The task registry: recipes/ loaded into frozen, typed objects, the one place that knows what a head is.
+
+Everything else derives from it: task ids and their order (recipes/task_order.toml, then unlisted heads by id),
+each head's answer kind and vocabularies (`TaskRecipe.answer`), output columns (`TaskRecipe.columns`), and the
+primary metric `radbatch eval` reports for it (chosen by the answer's kind, `TaskRecipe.primary_metric`), so a
+new head is one recipe file. Unknown keys are errors; every problem is reported at once.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +29,13 @@ ANSWER_KINDS = {
 INPUT_FIELDS = ("report", "findings", "prior", "hypothesis", "question")
 LAYOUTS = ("report_first", "task_tag_first")
 _TASK_KEYS = {"id", "version", "description", "inputs", "max_tokens", "instruction", "answer", "columns"}
+ORDER_FILE = "task_order.toml"
+# The figure `radbatch eval` leads with for each answer kind (evaluation/heads.py scores each kind one way).
+# A choice head's is the accuracy of its primary field ("stage/accuracy", "label/accuracy").
+PRIMARY_METRIC = {
+    "rads": "accuracy", "text": "rouge_l", "changes": "jaccard", "entities": "rouge_l",
+    "labels": "per_label_accuracy", "choice": "{field}/accuracy",
+}
 
 
 def recipes_dir() -> Path:
@@ -43,6 +56,29 @@ class TaskRecipe:
     columns: tuple[tuple[str, pa.DataType], ...]
     sha256: str
 
+    @property
+    def kind(self) -> str:
+        """The answer kind's name in the recipe (`[answer] kind`)."""
+        return next(name for name, cls in ANSWER_KINDS.items() if isinstance(self.answer, cls))
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """Output fields in recipe order (columns `<task>__<field>`)."""
+        return tuple(name for name, _ in self.columns)
+
+    @property
+    def primary_field(self) -> str | None:
+        """A choice head's headline field: the one whose values tell the most options apart (n_staging: stage,
+        4 values, over node_involvement, 2); ties go to the first column. None for the other kinds."""
+        if not isinstance(self.answer, ChoiceAnswer):
+            return None
+        distinct = {f: len({dict(vals).get(f) for _, vals in self.answer.options}) for f in self.fields}
+        return max(self.fields, key=lambda f: distinct[f])  # max keeps the first of equals
+
+    @property
+    def primary_metric(self) -> str:
+        return PRIMARY_METRIC[self.kind].format(field=self.primary_field)
+
 
 @dataclass(frozen=True)
 class Profile:
@@ -57,6 +93,11 @@ class Recipes:
     tasks: dict[str, TaskRecipe]
     profiles: dict[str, Profile]
     sha256: dict[str, str] = field(default_factory=dict)  # relative path -> sha256, for provenance
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        """Task ids in registry order (`tasks` is kept in it): output columns, `radbatch tasks` and eval follow it."""
+        return tuple(self.tasks)
 
     def task(self, name: str) -> TaskRecipe:
         if name not in self.tasks:
@@ -126,18 +167,41 @@ def _profiles(path: Path, problems: list[str]) -> dict[str, Profile]:
     return out
 
 
+def _order(path: Path, task_ids: list[str], problems: list[str]) -> list[str]:
+    """Task ids in registry order: those task_order.toml lists, in its order, then the others by id (so a new
+    head needs only its recipe file and comes last)."""
+    data = read_toml(path, problems)
+    if data is None:
+        return sorted(task_ids)
+    unknown_keys(data, {"order"}, str(path), problems)
+    listed = data.get("order")
+    if not isinstance(listed, list) or not all(isinstance(t, str) for t in listed):
+        problems.append(f"{path}: order must be a list of task ids")
+        return sorted(task_ids)
+    for t in sorted({t for t in listed if listed.count(t) > 1}):
+        problems.append(f"{path}: order lists {t!r} more than once")
+    for t in listed:
+        if t not in task_ids:
+            problems.append(f"{path}: order lists {t!r}, which has no recipe tasks/{t}.toml "
+                            f"(known: {', '.join(sorted(task_ids))})")
+    known = list(dict.fromkeys(t for t in listed if t in task_ids))
+    return known + sorted(set(task_ids) - set(known))
+
+
 def load_recipes(root: Path | None = None) -> Recipes:
-    """Load and validate tasks and profiles; raise RecipeError listing every problem."""
+    """Load and validate tasks, their order and profiles; raise RecipeError listing every problem."""
     root = Path(root or recipes_dir())
     problems: list[str] = []
-    tasks = {}
+    found = {}
     task_files = sorted((root / "tasks").glob("*.toml"))
     if not task_files:
         problems.append(f"{root / 'tasks'}: no task recipes found")
     for path in task_files:
         data = read_toml(path, problems)
         if data is not None and (recipe := _task(path, data, problems)):
-            tasks[recipe.id] = recipe
+            found[recipe.id] = recipe
+    order = _order(root / ORDER_FILE, [p.stem for p in task_files], problems)
+    tasks = {t: found[t] for t in order if t in found}
     profiles = _profiles(root / "profiles.toml", problems)
     if problems:
         raise RecipeError(problems)

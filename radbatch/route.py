@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .models import load_models, materialise
-from .plan import TASK_ORDER, AnnotateOptions, select_tasks
+from .plan import AnnotateOptions, select_tasks
 from .recipes import load_recipes
 
 
@@ -48,7 +48,7 @@ def route(base: AnnotateOptions, models_file: Path, work_dir: Path, candidates: 
     scores: dict[str, dict[str, tuple[str, float, int]]] = {}
     wanted = [t.id for t in select_tasks(recipes, base.tasks)]
     serves = {n: _served(models[n], wanted) for n in names}
-    every = [t for t in TASK_ORDER if t in recipes.tasks]
+    every = list(recipes.order)
     for task in every:  # the routing file needs a model for every head: say so before any dev run
         if not any(task in _served(models[n], every) for n in names):
             raise InputError(f"no candidate model can serve {task}: add a model-file member to --candidates")

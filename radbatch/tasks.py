@@ -1,7 +1,7 @@
 """Task heads: a recipe (prompt, answer schema, version) plus render() and parse().
 
-A head instance is one output slot: a task, and for QA with repeated --question one instance per question
-(columns get a suffix `_1`, `_2`, ...). Columns: `<task>__<field><suffix>`, then the closed-label heads'
+A head instance is one output slot: a task, and for a head with a `question` input (radiology_qa) with repeated
+--question one instance per question (columns get a suffix `_1`, `_2`, ...). Columns: `<task>__<field><suffix>`, then the closed-label heads'
 confidence columns (`<task>__confidence`, for abnormality detection `<task>__<label>_confidence`; float32 in
 [0, 1], radbatch/confidence.py), then `<task>__status<suffix>`, `<task>__error<suffix>`, `<task>__model<suffix>`.
 """
@@ -114,7 +114,7 @@ _MISSING = {
 def head_instances(tasks: list[TaskRecipe], questions: tuple[str, ...]) -> list[HeadInstance]:
     out = []
     for recipe in tasks:
-        if recipe.id == "radiology_qa" and questions:
+        if "question" in recipe.inputs and questions:
             out += [HeadInstance(recipe, f"_{i}", q) for i, q in enumerate(questions, 1)]
         else:
             out.append(HeadInstance(recipe))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .errors import RecipeError
 from .models import load_models
-from .recipes import load_recipes, recipes_dir
+from .recipes import ORDER_FILE, load_recipes, recipes_dir
 from .router import load_routing
 
 
@@ -18,7 +18,7 @@ def validate_all(root: str | Path | None = None) -> list[Path]:
         recipes = load_recipes(root)
     except RecipeError as exc:
         raise RecipeError(exc.problems) from None
-    checked += [root / "profiles.toml", *sorted((root / "tasks").glob("*.toml"))]
+    checked += [root / "profiles.toml", root / ORDER_FILE, *sorted((root / "tasks").glob("*.toml"))]
     models = {}
     for path in sorted(root.rglob("*.toml")):
         if path in checked:
@@ -33,7 +33,7 @@ def validate_all(root: str | Path | None = None) -> list[Path]:
                 load_finetune_recipe(path, set(recipes.tasks))
             else:
                 problems.append(f"{path}: not a known kind of recipe (tasks/, finetune/, models*.toml, "
-                                "routing*.toml, profiles.toml)")
+                                "routing*.toml, profiles.toml, task_order.toml)")
                 continue
         except RecipeError as exc:
             problems += exc.problems

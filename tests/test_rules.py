@@ -190,9 +190,10 @@ def _models(tmp_path: Path, extra: str = "") -> Path:
 
 
 def _routing(tmp_path: Path, abnormality: str, rest: str = "lm") -> Path:
-    from radbatch.plan import TASK_ORDER
+    from radbatch.recipes import load_recipes
     path = tmp_path / "routing.toml"
-    routes = "\n".join(f'{t} = "{abnormality if t == "abnormality_detection" else rest}"' for t in TASK_ORDER)
+    routes = "\n".join(f'{t} = "{abnormality if t == "abnormality_detection" else rest}"'
+                       for t in load_recipes().order)
     path.write_text(f'status = "provisional"\n\n[routes]\n{routes}\n')
     return path
 

@@ -11,7 +11,7 @@ from .bootstrap import estimate, paired_difference
 from .calibration import apply_temperature, summary
 from .confidence import confidence_items, has_confidence
 from .errors import EvalError
-from .heads import HEADS, head, scored_rows
+from .heads import head, scored_rows
 from .joins import GoldTable, gold_table, join, read_parquet
 from .output_rates import format_errors_among, head_rates
 from .result import EvalResult, HeadResult, RunResult, Settings
@@ -104,13 +104,13 @@ def _declared_gold(specs: dict[str, TaskSpec]) -> dict[str, str]:
 
 def _tasks(gold_columns: list[str], requested: list[str] | None, specs: dict[str, TaskSpec]) -> list[str]:
     declared = _declared_gold(specs)
-    with_gold = [t for t in HEADS if any(declared.get(c) == t for c in gold_columns)]
+    with_gold = [t for t in specs if any(declared.get(c) == t for c in gold_columns)]
     if requested:
         lacking = [t for t in requested if t not in with_gold]
         if lacking:
             raise EvalError(f"no gold columns for {', '.join(lacking)} (gold__<task>__<field>). Heads with gold: "
                             f"{', '.join(with_gold) or 'none'}. Drop them from --tasks or add their gold.")
-        return [t for t in HEADS if t in requested]
+        return [t for t in specs if t in requested]
     return with_gold
 
 

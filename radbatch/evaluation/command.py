@@ -13,12 +13,17 @@ import click
 def _tasks(value: str | None) -> list[str] | None:
     if not value:
         return None
-    from .heads import HEADS
+    from .errors import EvalError
+    from .task_specs import task_ids
 
+    try:
+        known = task_ids()
+    except EvalError as exc:  # the recipes do not load: every problem is listed
+        raise click.ClickException(str(exc)) from exc
     tasks = [t.strip() for t in value.split(",") if t.strip()]
-    unknown = [t for t in tasks if t not in HEADS]
+    unknown = [t for t in tasks if t not in known]
     if unknown:
-        raise click.UsageError(f"Unknown task {', '.join(map(repr, unknown))} in --tasks. Known: {', '.join(HEADS)}")
+        raise click.UsageError(f"Unknown task {', '.join(map(repr, unknown))} in --tasks. Known: {', '.join(known)}")
     return tasks
 
 
@@ -57,9 +62,9 @@ def eval_command(predictions: tuple[Path, ...], gold: Path | None, id_column: st
         temperatures = None
         if calibration_file is not None:
             from .calibration import read_calibration
-            from .confidence import CONFIDENCE_TASKS
+            from .confidence import confidence_tasks
 
-            temperatures = read_calibration(calibration_file, CONFIDENCE_TASKS)
+            temperatures = read_calibration(calibration_file, confidence_tasks())
         result = evaluate(list(predictions), gold, id_column, report_dir, tasks,
                           target_precision=target_precision, temperatures=temperatures)
         if json_path is not None:

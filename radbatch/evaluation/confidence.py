@@ -2,7 +2,7 @@
 
 The column names are made by `confidence_column` only, so a rename in annotate is a one-line change here.
 Closed-label heads (a grammar-constrained choice among a fixed set of answers) carry a confidence: the
-probability of the chosen answer. abnormality_detection has one confidence per CheXpert label column.
+probability of the chosen answer. A labels head (abnormality_detection) has one confidence per label column.
 """
 
 from __future__ import annotations
@@ -14,9 +14,24 @@ import polars as pl
 
 from .heads import scored_rows
 from .rows import ROW_KEY
-from .task_specs import TaskSpec
+from .task_specs import TaskSpec, load_specs
 
-CONFIDENCE_TASKS = ("rads_assignment", "n_staging", "m_staging", "radiology_nli", "abnormality_detection")
+
+
+def confidence_tasks() -> tuple[str, ...]:
+    """The heads whose answer kind carries confidences (radbatch/confidence.py: choice, rads, labels), in
+    registry order."""
+    return tuple(task for task, spec in load_specs().items() if spec.kind in CONFIDENCE_KINDS)
+
+
+CONFIDENCE_KINDS = ("choice", "rads", "labels")
+
+
+def __getattr__(name: str):
+    """CONFIDENCE_TASKS, for older callers: confidence_tasks(), read from the registry when asked for."""
+    if name == "CONFIDENCE_TASKS":
+        return confidence_tasks()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def confidence_column(task: str, label: str | None = None) -> str:
@@ -26,7 +41,7 @@ def confidence_column(task: str, label: str | None = None) -> str:
 
 def confidence_columns(spec: TaskSpec) -> dict[str | None, str]:
     """label slug (None for single-answer heads) -> column name."""
-    if spec.id not in CONFIDENCE_TASKS:
+    if spec.kind not in CONFIDENCE_KINDS:
         return {}
     if spec.labels:
         return {slug: confidence_column(spec.id, slug) for slug in spec.labels.values()}

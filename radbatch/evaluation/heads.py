@@ -1,4 +1,8 @@
-"""The registry of scorable heads, and the rule that turns a joined table into one head's scored items."""
+"""How each answer kind is scored, and the rule that turns a joined table into one head's scored items.
+
+The heads themselves come from the task registry (radbatch/recipes.py via task_specs): a head is scored by the
+functions of its answer kind and headlined by its recipe's primary metric, so a new head needs no code here.
+"""
 
 from __future__ import annotations
 
@@ -17,33 +21,37 @@ from .metrics_temporal import invalid_gold_temporal, score_temporal
 from .metrics_text import invalid_gold_text, score_text
 from .rows import HeadRows, select
 from .statistics import FigureBlock
-from .task_specs import TaskSpec
+from .task_specs import TaskSpec, load_specs
 
 
 @dataclass(frozen=True)
 class Head:
-    primary: str                                              # the paper's metric
+    primary: str                                              # the paper's metric (TaskRecipe.primary_metric)
     invalid_gold: Callable[[TaskSpec, HeadRows], np.ndarray]  # rows whose gold is not a legal answer
     score: Callable[[TaskSpec, HeadRows], FigureBlock]
 
 
-HEADS = {
-    "rads_assignment": Head("accuracy", invalid_gold_rads, score_rads),
-    "impression_generation": Head("rouge_l", invalid_gold_text, score_text),
-    "temporal_comparison": Head("jaccard", invalid_gold_temporal, score_temporal),
-    "radiology_ner": Head("rouge_l", invalid_gold_ner, score_ner),
-    "n_staging": Head("stage/accuracy", invalid_gold_choice, score_choice),
-    "m_staging": Head("stage/accuracy", invalid_gold_choice, score_choice),
-    "radiology_nli": Head("label/accuracy", invalid_gold_choice, score_choice),
-    "abnormality_detection": Head("per_label_accuracy", invalid_gold_chexpert, score_chexpert),
-    "radiology_qa": Head("rouge_l", invalid_gold_text, score_text),
+# answer kind (radbatch.recipes.ANSWER_KINDS) -> (invalid gold, score)
+SCORERS = {
+    "rads": (invalid_gold_rads, score_rads),
+    "text": (invalid_gold_text, score_text),
+    "changes": (invalid_gold_temporal, score_temporal),
+    "entities": (invalid_gold_ner, score_ner),
+    "choice": (invalid_gold_choice, score_choice),
+    "labels": (invalid_gold_chexpert, score_chexpert),
 }
 
 
+def heads() -> dict[str, Head]:
+    """Every head of the task registry, in its order."""
+    return {task: Head(spec.primary, *SCORERS[spec.kind]) for task, spec in load_specs().items()}
+
+
 def head(task: str) -> Head:
-    if task not in HEADS:
-        raise EvalError(f"Unknown task {task!r}. Known: {', '.join(HEADS)}")
-    return HEADS[task]
+    known = heads()
+    if task not in known:
+        raise EvalError(f"Unknown task {task!r}. Known: {', '.join(known)}")
+    return known[task]
 
 
 def scored_rows(frame: pl.DataFrame, spec: TaskSpec) -> tuple[HeadRows, dict[str, int]]:

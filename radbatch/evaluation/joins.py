@@ -18,7 +18,7 @@ import pyarrow.parquet as pq
 from .errors import EvalError
 from .result import JoinReport
 from .rows import GOLD_PREFIX, PRESENT, ROW_KEY
-from .task_specs import TASK_IDS
+from .task_specs import task_ids
 
 SOURCE_KEYS = ["source_file", "source_row"]
 DEFAULT_ID = "report_id"
@@ -39,7 +39,8 @@ def read_parquet(path: Path, what: str, id_column: str | None) -> pl.DataFrame:
     try:
         names = pq.read_schema(path).names
         keys = set(SOURCE_KEYS) | {id_column or DEFAULT_ID, "status"}
-        wanted = [c for c in names if c in keys or c.startswith(GOLD_PREFIX) or c.split("__")[0] in TASK_IDS]
+        tasks = set(task_ids())
+        wanted = [c for c in names if c in keys or c.startswith(GOLD_PREFIX) or c.split("__")[0] in tasks]
         return pl.read_parquet(path, columns=wanted)
     except (OSError, ValueError, pl.exceptions.PolarsError) as exc:
         raise EvalError(f"cannot read {what} file '{path}' as Parquet ({type(exc).__name__}). "

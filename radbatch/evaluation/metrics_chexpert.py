@@ -48,7 +48,8 @@ def score_chexpert(spec: TaskSpec, rows: HeadRows) -> FigureBlock:
     const = np.array([majority(gold[:, j]) for j in range(len(slugs))])[None, :].repeat(rows.n, 0)
     block = FigureBlock(rows.n)
     _accuracy(block, slugs, gold, pred, const)
-    competition = [slugs.index(spec.labels[name]) for name in COMPETITION]
+    competition = ([slugs.index(spec.labels[name]) for name in COMPETITION]
+                   if all(name in spec.labels for name in COMPETITION) else None)  # another labels head: none
     for c, name in enumerate(names):
         _class_f1(block, slugs, name, c, competition, gold, pred, const)
     block.extras["confusion"] = {s: confusion(gold[:, j], pred[:, j], names) for j, s in enumerate(slugs)}
@@ -69,7 +70,8 @@ def _accuracy(block: FigureBlock, slugs: list[str], gold, pred, const) -> None:
         block.figure(f"accuracy/{slug}", np.array([correct[j], count[0]]), ratio, block.n_items, baseline=True)
 
 
-def _class_f1(block: FigureBlock, slugs, name: str, c: int, competition: list[int], gold, pred, const) -> None:
+def _class_f1(block: FigureBlock, slugs, name: str, c: int, competition: list[int] | None, gold, pred,
+              const) -> None:
     """tp / fp / fn of class c for each label, laid out tp_1..tp_14, fp_1..fp_14, fn_1..fn_14."""
     is_g, is_p, is_b = gold == c, pred == c, const == c
     cols = block.add(np.hstack([is_g & is_p, is_p & ~is_g, is_g & ~is_p]),
@@ -78,11 +80,12 @@ def _class_f1(block: FigureBlock, slugs, name: str, c: int, competition: list[in
     for j, slug in enumerate(slugs):
         block.figure(f"f1/{name}/{slug}", cols[[j, k + j, 2 * k + j]], f1, block.n_items,
                      baseline=True, support=int(is_g[:, j].sum()))
-    for subset, idx in (("all_14", list(range(k))), ("competition_5", competition)):
+    subsets = [(f"all_{k}", list(range(k)))] + ([("competition_5", competition)] if competition else [])
+    for subset, idx in subsets:
         sub = np.concatenate([cols[[part * k + j for j in idx]] for part in range(3)])
         support = int(is_g[:, idx].sum())
         for average, reducer in (("micro", micro_f1), ("macro", macro_f1), ("weighted", weighted_f1)):
-            summary = subset == "all_14" and average == "weighted"
+            summary = subset.startswith("all_") and average == "weighted"
             block.figure(f"f1/{name}/{average}/{subset}", sub, reducer(len(idx)), block.n_items,
                          baseline=True, support=support, summary=summary)
 

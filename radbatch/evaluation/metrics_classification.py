@@ -1,5 +1,5 @@
 """Single-label classification figures (accuracy, macro-F1, majority baseline, confusion) and the
-choice heads built on them: N staging, M staging, NLI.
+choice heads built on them (N staging, M staging, NLI, and any new head of answer kind "choice").
 
 Labels are integer-coded against the recipe vocabulary. Gold and predicted strings match a vocabulary
 entry ignoring case and surrounding spaces; anything else is INVALID, and a prediction that does not exist
@@ -15,7 +15,6 @@ from .statistics import FigureBlock, macro_f1, prf_columns, ratio
 from .task_specs import TaskSpec
 
 INVALID, MISSING = -1, -2
-PRIMARY_FIELD = {"n_staging": "stage", "m_staging": "stage", "radiology_nli": "label"}
 
 
 def encode(values: list, vocab: tuple[str, ...], ok: np.ndarray | None = None) -> np.ndarray:
@@ -76,7 +75,7 @@ def score_choice(spec: TaskSpec, rows: HeadRows) -> FigureBlock:
         pred = encode(rows.pred[field], vocab, rows.ok)
         invalid |= labelled & (pred == INVALID)
         add_classification(block, f"{field}/", gold, pred, len(vocab), labelled,
-                           summary=field == PRIMARY_FIELD.get(spec.id))
+                           summary=field == spec.primary_field)
         block.extras.setdefault("confusion", {})[field] = confusion(gold[labelled], pred[labelled], list(vocab))
     block.extras["invalid_predictions"] = int(invalid.sum())
     return block

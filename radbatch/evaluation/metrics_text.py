@@ -19,7 +19,6 @@ from .rows import HeadRows
 from .statistics import FigureBlock, ratio
 from .task_specs import TaskSpec
 
-TEXT_FIELD = {"impression_generation": "text", "radiology_qa": "answer"}
 _ARTICLES = re.compile(r"\b(a|an|the)\b")
 _PUNCT = str.maketrans("", "", string.punctuation)
 
@@ -59,11 +58,11 @@ def token_f1(prediction: str | None, reference: str) -> float:
 
 
 def invalid_gold_text(spec: TaskSpec, rows: HeadRows) -> np.ndarray:
-    return np.array([not isinstance(v, str) for v in rows.gold[TEXT_FIELD[spec.id]]], bool)
+    return np.array([not isinstance(v, str) for v in rows.gold[spec.fields[0]]], bool)
 
 
 def score_text(spec: TaskSpec, rows: HeadRows) -> FigureBlock:
-    field = TEXT_FIELD[spec.id]
+    field = spec.fields[0]  # a text answer has one column (answers.TextAnswer)
     pairs = list(zip(rows.pred[field], rows.gold[field]))
     block = FigureBlock(rows.n)
     ones = np.ones(rows.n)

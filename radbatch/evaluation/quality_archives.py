@@ -25,7 +25,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from .task_specs import TASK_IDS, load_specs
+from .task_specs import load_specs, task_ids
 
 SAMPLE_DATA = Path(__file__).resolve().parents[2] / "sample_data"
 MANIFEST = SAMPLE_DATA / "quality_archives.json"
@@ -74,7 +74,7 @@ def has_prior(table: pa.Table) -> list[bool]:
 
 def gold_rows(table: pa.Table) -> dict[str, list[bool]]:
     """Per head, the rows that count as gold examples (temporal: only where the prior is present)."""
-    out = {task: labelled(table, task) for task in TASK_IDS}
+    out = {task: labelled(table, task) for task in task_ids()}
     prior = has_prior(table)
     out["temporal_comparison"] = [g and p for g, p in zip(out["temporal_comparison"], prior)]
     return out

@@ -17,9 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from radbatch.schema import parse_type
-
-from .task_specs import TASK_IDS, load_specs
+from .task_specs import load_specs, task_ids
 
 ENTITIES = [("pleural effusion", "OBS-DP"), ("left lower lobe", "ANAT-DP"), ("pneumothorax", "OBS-DA"),
             ("atelectasis", "OBS-U"), ("heart", "ANAT-DP"), ("consolidation", "OBS-DP"), ("right hilum", "ANAT-DP")]
@@ -38,7 +36,7 @@ def arrow_schema(columns: list[str]) -> pa.Schema:
         if name == "source_row":
             dtype = pa.int64()
         elif task in specs and field in specs[task].types:
-            dtype = parse_type(specs[task].types[field])
+            dtype = specs[task].types[field]
         else:
             dtype = pa.string()
         fields.append(pa.field(name, dtype))
@@ -117,7 +115,7 @@ def write_synthetic(out: Path, rows: int = 48, seed: int = 0) -> dict[str, Path]
 
 def _run_row(ids: dict, gold: dict, quality: float, fail: float, rng: random.Random, i: int) -> dict:
     row = dict(ids) | {"status": "ok"}
-    for task in TASK_IDS:
+    for task in [t for t in task_ids() if t in gold]:  # the heads gold_values() labels, in registry order
         roll = rng.random()
         status = "error" if roll < fail * 2 / 3 else "truncated" if roll < fail else "ok"
         if task == "temporal_comparison" and i % 16 == 0:

@@ -1,18 +1,18 @@
 """What a reviewer can answer for a head: one or more choice controls, each mapping a choice to gold fields.
 
-Built from the task recipes (the same answers the grammar allows): a choice head offers its options' text
+Built from the task registry (radbatch/recipes.py; the same answers the grammar allows): a choice head offers its options' text
 ("Positive, N1"), RADS offers "<SYSTEM> <category>" and its none text, abnormality_detection offers one
 control per CheXpert label with positive / negative / uncertain / not_mentioned.
 """
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 
+from radbatch.answers import RadsAnswer
+from radbatch.answers_lists import LabelsAnswer
 from radbatch.errors import InputError
-from radbatch.evaluation.confidence import CONFIDENCE_TASKS, confidence_column
-from radbatch.evaluation.task_specs import recipes_dir
+from radbatch.evaluation.confidence import confidence_column, confidence_tasks
 
 NOT_MENTIONED = "not_mentioned"
 
@@ -51,26 +51,28 @@ class ReviewHead:
 
 
 def review_head(task: str) -> ReviewHead:
-    if task not in CONFIDENCE_TASKS:
-        raise InputError(f"Unknown or unreviewable head {task!r} for --head. Heads with confidences: "
-                         f"{', '.join(CONFIDENCE_TASKS)}")
-    path = recipes_dir() / "tasks" / f"{task}.toml"
+    from radbatch.errors import RecipeError
+    from radbatch.recipes import load_recipes
+
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise InputError(f"cannot read task recipe {path}: {exc}. Set RADBATCH_RECIPES to the recipes folder.") from exc
-    answer = data["answer"]
-    fields = tuple(c["name"] for c in data.get("columns", []))
-    if answer["kind"] == "labels":
-        values = {v: v for v in answer["values"]} | {NOT_MENTIONED: None}
+        recipe = load_recipes().tasks.get(task)
+    except RecipeError as exc:
+        raise InputError(f"{exc} Fix the recipes, or set RADBATCH_RECIPES to the recipes folder.") from None
+    reviewable = confidence_tasks()
+    if recipe is None or task not in reviewable:
+        raise InputError(f"Unknown or unreviewable head {task!r} for --head. Heads with confidences: "
+                         f"{', '.join(reviewable)}")
+    answer, title = recipe.answer, recipe.description
+    if isinstance(answer, LabelsAnswer):
+        values = {v: v for v in answer.values} | {NOT_MENTIONED: None}
         controls = tuple(Control(slug, name, {v: {slug: val} for v, val in values.items()},
-                                 confidence_column(task, slug)) for name, slug in answer["labels"].items())
-    elif answer["kind"] == "rads":
+                                 confidence_column(task, slug)) for name, slug in answer.labels)
+    elif isinstance(answer, RadsAnswer):
         choices = {f"{system} {cat}": {"system": system, "category": cat}
-                   for system, cats in answer["systems"].items() for cat in cats}
-        choices[answer["none_text"]] = {"system": "none", "category": None}
-        controls = (Control("answer", data.get("description", task), choices, confidence_column(task)),)
+                   for system, cats in answer.systems for cat in cats}
+        choices[answer.none_text] = {"system": "none", "category": None}
+        controls = (Control("answer", title, choices, confidence_column(task)),)
     else:  # choice
-        choices = {o["text"]: dict(o["values"]) for o in answer["options"]}
-        controls = (Control("answer", data.get("description", task), choices, confidence_column(task)),)
-    return ReviewHead(task, fields, controls)
+        choices = {text: dict(values) for text, values in answer.options}
+        controls = (Control("answer", title, choices, confidence_column(task)),)
+    return ReviewHead(task, recipe.fields, controls)

@@ -1,7 +1,8 @@
 """Columns of a sample archive and their Arrow types.
 
-Gold columns are `gold__<task>__<field>` with exactly the name and type that `radbatch annotate` gives
-`<task>__<field>` (recipes/tasks/*.toml [[columns]]); tests/test_sample_schema.py holds the two together.
+Gold columns are `gold__<task>__<field>` with exactly the name, type and order that `radbatch annotate` gives
+`<task>__<field>`: they are read from the task registry (radbatch/recipes.py), for the heads this generator
+writes gold for (LABELLED: reports.py fills their values); tests/test_sample_schema.py holds the two together.
 """
 
 from __future__ import annotations
@@ -11,16 +12,8 @@ from operator import itemgetter
 import numpy as np
 import pyarrow as pa
 
+from radbatch.recipes import load_recipes
 from radbatch.sample.cohort import accessions, report_ids
-
-CHEXPERT = (
-    "atelectasis", "cardiomegaly", "consolidation", "edema", "enlarged_cardiomediastinum", "fracture",
-    "lung_lesion", "lung_opacity", "no_finding", "pleural_effusion", "pleural_other", "pneumonia",
-    "pneumothorax", "support_devices",
-)  # fmt: skip
-
-CHANGES = pa.list_(pa.struct([("change", pa.string()), ("cue", pa.string()), ("entity", pa.string())]))
-ENTITIES = pa.list_(pa.struct([("text", pa.string()), ("label", pa.string())]))
 
 BASE = pa.schema(
     [
@@ -36,24 +29,36 @@ BASE = pa.schema(
         ("split", pa.string()),
     ]
 )
-GOLD = pa.schema(
-    [
-        ("gold__rads_assignment__system", pa.string()),
-        ("gold__rads_assignment__category", pa.string()),
-        ("gold__impression_generation__text", pa.string()),
-        ("gold__temporal_comparison__changes", CHANGES),
-        ("gold__radiology_ner__entities", ENTITIES),
-        ("gold__n_staging__node_involvement", pa.string()),
-        ("gold__n_staging__stage", pa.string()),
-        ("gold__m_staging__stage", pa.string()),
-        ("gold__radiology_nli__label", pa.string()),
-        *[(f"gold__abnormality_detection__{slug}", pa.string()) for slug in CHEXPERT],
-        ("gold__radiology_qa__answer", pa.string()),
-    ]
+# The heads reports.py writes gold for. A head added to recipes/tasks/ gets no gold here until the generator
+# learns to label it (an all-null gold column would count as labelled by nobody, not as a head with gold).
+LABELLED = (
+    "rads_assignment", "impression_generation", "temporal_comparison", "radiology_ner", "n_staging",
+    "m_staging", "radiology_nli", "abnormality_detection", "radiology_qa",
 )
+
+
+def _registry() -> dict:
+    from radbatch.errors import RecipeError
+    recipes = load_recipes()
+    missing = [t for t in LABELLED if t not in recipes.tasks]
+    if missing:
+        raise RecipeError([f"{recipes.root / 'tasks'}: no recipe for {', '.join(missing)}, which the sample "
+                           "generator (radbatch/sample) writes gold for"])
+    return recipes.tasks
+
+
+def gold_schema(tasks: dict) -> pa.Schema:
+    """gold__<task>__<field> for the LABELLED heads, in registry order, with the recipes' Arrow types."""
+    return pa.schema([(f"gold__{t}__{name}", dtype) for t in tasks if t in LABELLED
+                      for name, dtype in tasks[t].columns])
+
+
+_TASKS = _registry()
+GOLD = gold_schema(_TASKS)
 GOLD_NAMES = tuple(GOLD.names)
+CHEXPERT = _TASKS["abnormality_detection"].fields   # the 14 label columns, in recipe order
 # columns whose values are lists: CSV has no list type, so CSV output holds them as JSON text
-NESTED = ("gold__temporal_comparison__changes", "gold__radiology_ner__entities")
+NESTED = tuple(f.name for f in GOLD if pa.types.is_list(f.type))
 
 
 def schema(gold: bool) -> pa.Schema:
