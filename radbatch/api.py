@@ -45,7 +45,7 @@ def annotate_options(inputs: list[str], output: str, **options: Any) -> Annotate
     columns = {COLUMN_ARGS[k]: v for k, v in options.items() if k in COLUMN_ARGS}
     if options.get("columns") is not None:
         if columns:
-            raise InputError(f"give columns= or {', '.join(sorted(columns))}, not both")
+            raise InputError(f"give columns= or {', '.join(sorted(set(options) & set(COLUMN_ARGS)))}, not both")
         columns = dataclasses.asdict(options["columns"])
     rest = {k: v for k, v in options.items() if k in OPTION_ARGS}
     for name in ("questions", "keep_columns"):

@@ -137,7 +137,8 @@ def route(dev, models_file, output, candidates, work_dir, **base):
         Path(work_dir).mkdir(parents=True, exist_ok=True)
     names = [c.strip() for c in candidates.split(",")] if candidates else None
     choices = run_route(annotate_options(list(dev), "", quiet=True, **base), Path(models_file), Path(work_dir), names)
-    write_routing(choices, Path(output), dev[0])
+    with writing(output):
+        write_routing(choices, Path(output), dev[0])
     for c in choices:
         score = "no dev gold" if c.score is None else f"{c.metric} {c.score:.3f} (n={c.n})"
         other = f"; runner-up {c.runner_up} {c.runner_up_score:.3f}" if c.runner_up else ""

@@ -168,3 +168,16 @@ def test_no_import_circle_between_the_group_and_its_commands():
             "radbatch.review.command; print('radbatch.cli' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
+
+
+def test_column_options_reach_annotate_as_one_columnoptions():
+    """The CLI's option decorators hand annotate a ColumnOptions; the Python API takes it as `columns=` and
+    refuses it together with the per-column keywords (a silent choice between the two would be a guess)."""
+    from radbatch.api import annotate_options
+    from radbatch.archive import ColumnOptions
+
+    opts = annotate_options(["a.parquet"], "o.parquet", columns=ColumnOptions(text="body", patient="mrn"), limit=3)
+    assert (opts.columns.text, opts.columns.patient, opts.columns.id, opts.limit) == ("body", "mrn", "report_id", 3)
+    assert annotate_options(["a.parquet"], "o.parquet", text_column="body").columns == ColumnOptions(text="body")
+    with pytest.raises(InputError, match="give columns= or text_column, not both"):
+        annotate_options(["a.parquet"], "o.parquet", columns=ColumnOptions(), text_column="body")
