@@ -61,12 +61,17 @@ def annotate(inputs, output, **options):
         run(list(inputs), output, on_start=None if options["quiet"] else print_start,
             on_summary=summaries.append, **options)
     except RunInterrupted as exc:
-        raise Interrupted(f"Interrupted: {exc.saved_rows} newly annotated rows are saved in {exc.work_dir}. "
-                          "Rerun the same command to resume.") from None
+        raise _resumable(exc) from None
     summary = summaries[0]
     print_summary(summary)
     if options["fail_on_row_errors"] and summary.row_errors:
         sys.exit(EXIT_ROW_ERRORS)
+
+
+def _resumable(exc) -> Interrupted:
+    """An annotate run stopped by Ctrl-C or SIGTERM (pipeline.Interrupted): what is saved, how to resume."""
+    return Interrupted(f"Interrupted: {exc.saved_rows} newly annotated rows are saved in {exc.work_dir}. "
+                       "Rerun the same command to resume.")
 
 
 @cli.command()
@@ -135,8 +140,13 @@ def route(dev, models_file, output, candidates, work_dir, **base):
     from .route import route as run_route, write_routing
     with writing(work_dir, "Choose a writable --work-dir."):
         Path(work_dir).mkdir(parents=True, exist_ok=True)
+    from .pipeline import Interrupted as RunInterrupted
     names = [c.strip() for c in candidates.split(",")] if candidates else None
-    choices = run_route(annotate_options(list(dev), "", quiet=True, **base), Path(models_file), Path(work_dir), names)
+    try:
+        choices = run_route(annotate_options(list(dev), "", quiet=True, **base), Path(models_file), Path(work_dir),
+                            names)
+    except RunInterrupted as exc:   # the dev annotations are resumable like annotate's
+        raise _resumable(exc) from None
     with writing(output):
         write_routing(choices, Path(output), dev[0])
     for c in choices:
