@@ -35,13 +35,18 @@ OPTION_ARGS = {f.name for f in dataclasses.fields(AnnotateOptions)} - {"inputs",
 
 
 def annotate_options(inputs: list[str], output: str, **options: Any) -> AnnotateOptions:
-    """AnnotateOptions from keyword arguments named like the CLI options (`text_column=`, `tasks=`, ...).
+    """AnnotateOptions from keyword arguments named like the CLI options (`text_column=`, `tasks=`, ...), or
+    `columns=` a ColumnOptions instead of the column options (what the CLI's option decorators build).
     Unknown names are refused, all at once, with the known ones listed: a typo never means a default."""
-    unknown = sorted(set(options) - OPTION_ARGS - set(COLUMN_ARGS))
+    unknown = sorted(set(options) - OPTION_ARGS - set(COLUMN_ARGS) - {"columns"})
     if unknown:
         raise InputError(f"unknown option(s) {', '.join(unknown)}; known: "
-                         f"{', '.join(sorted(OPTION_ARGS | set(COLUMN_ARGS)))}")
+                         f"{', '.join(sorted(OPTION_ARGS | set(COLUMN_ARGS) | {'columns'}))}")
     columns = {COLUMN_ARGS[k]: v for k, v in options.items() if k in COLUMN_ARGS}
+    if options.get("columns") is not None:
+        if columns:
+            raise InputError(f"give columns= or {', '.join(sorted(set(options) & set(COLUMN_ARGS)))}, not both")
+        columns = dataclasses.asdict(options["columns"])
     rest = {k: v for k, v in options.items() if k in OPTION_ARGS}
     for name in ("questions", "keep_columns"):
         if isinstance(rest.get(name), str):

@@ -1,4 +1,6 @@
-"""The `radbatch finetune` command: parse options, call finetune_run.finetune(), map errors and interrupts.
+"""The `radbatch finetune` command: parse options, call finetune_run.finetune(), print the result.
+
+Errors and interrupts follow the command group's one policy (cli_errors.py).
 
 Only click is imported here; torch / transformers / peft load when the command runs.
 """
@@ -6,11 +8,11 @@ Only click is imported here; torch / transformers / peft load when the command r
 from __future__ import annotations
 
 import signal
-import sys
 
 import click
 
-from .cli import EXIT_INTERRUPTED, handle_errors, input_options
+from .cli_errors import Interrupted
+from .cli_options import input_options
 
 
 @click.command("finetune")
@@ -36,33 +38,29 @@ from .cli import EXIT_INTERRUPTED, handle_errors, input_options
 @click.option("--restart", is_flag=True, help="Discard the output folder's previous run and start over.")
 @input_options
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@handle_errors
 def finetune(labelled, base, recipe, output, tasks, models_file, seed, threads, max_steps, stop_after, merged,
-             dev_archives, restart, id_column, text_column, findings_column, impression_column, patient_column, date_column,
-             modality_column, question_column, hypothesis_column, encoding, quiet):
+             dev_archives, restart, columns, encoding, quiet):
     """Train a LoRA adapter on LABELLED archives (gold__<task>__<field> columns, as `radbatch sample` writes).
 
     Pass the same column options you will pass to annotate (--question-column, --hypothesis-column,
     --patient-column, --date-column, ...): prompts are rendered exactly as annotate renders them.
     """
-    from .archive import ColumnOptions
     from .finetune_data import DataOptions
     from .finetune_run import FinetuneOptions, finetune as run
-    from .finetune_train import Interrupted
+    from .finetune_train import Interrupted as TrainInterrupted
 
     def stop(signum, frame):
         raise KeyboardInterrupt
     signal.signal(signal.SIGTERM, stop)   # `kill` checkpoints like Ctrl-C
-    cols = ColumnOptions(id_column, text_column, findings_column, impression_column, patient_column, date_column,
-                         modality_column, question_column, hypothesis_column)
-    opts = FinetuneOptions(DataOptions(tuple(labelled), cols, encoding, tasks), recipe, output, base, models_file,
-                           seed, threads, max_steps, stop_after, restart, merged, quiet, tuple(dev_archives))
+    opts = FinetuneOptions(data=DataOptions(inputs=tuple(labelled), columns=columns, encoding=encoding, tasks=tasks),
+                           recipe=recipe, output=output, base=base, models_file=models_file, seed=seed,
+                           threads=threads, max_steps=max_steps, stop_after=stop_after, restart=restart,
+                           merged=merged, quiet=quiet, dev_inputs=tuple(dev_archives))
     try:
         summary = run(opts, echo=lambda line: click.echo(line, err=True))
-    except Interrupted as exc:
-        click.echo(f"\nInterrupted after step {exc.step}; the checkpoint is in {exc.out_dir}/checkpoints. "
-                   "Rerun the same command to resume.", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+    except TrainInterrupted as exc:
+        raise Interrupted(f"Interrupted after step {exc.step}; the checkpoint is in {exc.out_dir}/checkpoints. "
+                          "Rerun the same command to resume.") from None
     dev = f"; dev loss {summary.dev_loss:.4f}" if summary.dev_loss is not None else ""
     if not summary.finished:
         click.echo(f"Stopped after step {summary.step} of {summary.max_steps}{dev}. Rerun the same command "

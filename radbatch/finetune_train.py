@@ -18,7 +18,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import InputError
+from .errors import InputError, StorageError
 from .finetune_data import Dataset, Sample, class_balanced_weights
 from .finetune_recipe import FinetuneRecipe
 
@@ -278,8 +278,12 @@ def claim_output(out: Path, fingerprint: dict, restart: bool) -> None:
             raise InputError(f"{out} holds a finetune run with different {', '.join(differs)}. Rerun with the "
                              "same settings to resume it, pass --restart to discard it, or choose another -o.")
         return
-    out.mkdir(parents=True, exist_ok=True)
-    _write_json(meta, {"fingerprint": fingerprint})
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        _write_json(meta, {"fingerprint": fingerprint})
+    except OSError as exc:  # a storage error (exit 4) naming the folder, not a bug
+        raise StorageError(f"cannot create the finetune output folder {out}: {exc.strerror or type(exc).__name__}. "
+                           "Choose a writable -o.") from None
 
 
 def _latest_checkpoint(out: Path) -> Path | None:

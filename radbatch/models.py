@@ -145,3 +145,46 @@ def sha256_file(path: str) -> str:
     from .fingerprint import content_hashes
 
     return next(iter(content_hashes([path]).values()))
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One configured model as `radbatch models` shows it (what a notebook gets from `list_models`)."""
+
+    name: str
+    spec: ModelSpec                    # a llama member's `embedded` path resolved to the installed file
+    size_bytes: int | None = None      # None: the model file is missing (and always for a rules member)
+    sha256: str | None = None          # None: not hashed (with_hash=False) or missing; rules: of its sources
+    heads: tuple[str, ...] | None = None   # heads the routing sends to it; None without the default routing
+    routing_status: str | None = None
+    source_files: int = 0              # rules member: how many source files it runs
+    can_serve: tuple[str, ...] = ()    # rules member: the heads it can label
+
+
+def list_models(models_file: str | None = None, with_hash: bool = True) -> list[ModelEntry]:
+    """Every model of the models file (default recipes/models.toml) with its file size, sha256 and the heads
+    the default routing sends to it (only for the default models file: the routing names its models)."""
+    from .recipes import load_recipes
+    from .router import load_routing
+
+    recipes = load_recipes()
+    path = Path(models_file) if models_file else recipes.root / "models.toml"
+    specs = load_models(path, set(recipes.profiles))
+    routing = None if models_file else load_routing(recipes.root / "routing.toml", set(recipes.tasks), set(specs))
+    entries = []
+    for name, spec in specs.items():
+        served = {}
+        if routing:
+            served = {"heads": tuple(t for t, m in routing.routes.items() if m == name),
+                      "routing_status": routing.status}
+        if spec.is_rules:
+            from .rules import HEADS, source_files, source_sha256
+            entries.append(ModelEntry(name, spec, sha256=source_sha256() if with_hash else None,
+                                      source_files=len(source_files()), can_serve=tuple(HEADS), **served))
+            continue
+        spec = materialise(spec)
+        p = Path(spec.path)
+        size = p.stat().st_size if p.exists() else None
+        sha = sha256_file(str(p)) if with_hash and size is not None else None
+        entries.append(ModelEntry(name, spec, size_bytes=size, sha256=sha, **served))
+    return entries

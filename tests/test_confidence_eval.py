@@ -137,7 +137,7 @@ def test_calibration_file_is_validated_strictly(tmp_path):
                      "heads.radiology_qa: not a head with confidences", "heads.n_staging: unknown key 'temprature'"):
         assert expected in text
     res = CliRunner().invoke(cli, ["eval", "x.parquet", "--calibration", str(bad)])
-    assert res.exit_code == 1 and "invalid calibration file" in res.output
+    assert res.exit_code == 2 and "invalid calibration file" in res.output   # an input error
 
 
 def test_abnormality_items_are_cells_with_their_own_confidence(tmp_path):

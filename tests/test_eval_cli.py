@@ -9,14 +9,15 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from radbatch.evaluation.command import eval_command
+from radbatch.cli import cli
 from radbatch.evaluation.synthetic import write_synthetic, write_table
 
 SECRET = "SECRET PATIENT TEXT 4711"
 
 
 def invoke(*args: str):
-    return CliRunner().invoke(eval_command, [str(a) for a in args])
+    """`radbatch eval ARGS` through the command group, so its one exit-code policy applies."""
+    return CliRunner().invoke(cli, ["eval", *map(str, args)])
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_two_runs_b_clearly_better_is_significant(synthetic, tmp_path):
 
 
 @pytest.mark.parametrize("args, code, message", [
-    (["nope.parquet"], 1, "Error: predictions file 'nope.parquet' not found."),
+    (["nope.parquet"], 2, "Error: predictions file 'nope.parquet' not found."),  # an input error, as annotate's
     (["a.parquet", "b.parquet", "c.parquet"], 2, "give 1 PREDICTIONS file, or 2 to compare runs; got 3."),
     (["p.parquet", "--tasks", "rads,m_staging"], 2, "Unknown task 'rads' in --tasks. Known: rads_assignment,"),
     ([], 2, "Missing argument 'PREDICTIONS...'"),
@@ -93,7 +94,7 @@ def test_join_errors_are_messages_without_report_text(tmp_path):
     write_table(tmp_path / "p.parquet", [r | {"report_id": "dup"} for r in rows])
     write_table(tmp_path / "g.parquet", [{"report_id": "dup", "gold__m_staging__stage": "M0"}] * 2)
     result = invoke(tmp_path / "p.parquet", "--gold", tmp_path / "g.parquet", "--id-column", "report_id")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "report_id must be unique to join" in result.output and SECRET not in result.output
 
 
@@ -117,11 +118,13 @@ def test_unwritable_output_is_a_message(tmp_path):
     write_table(tmp_path / "p.parquet", m_rows())
     (tmp_path / "afile").write_text("x")
     result = invoke(tmp_path / "p.parquet", "--json", tmp_path / "afile" / "m.json")
-    assert result.exit_code == 1 and "Error: cannot write" in result.output and "Traceback" not in result.output
+    assert result.exit_code == 4 and "Traceback" not in result.output   # a storage error, as annotate's
+    assert result.output == f"Error: cannot write {tmp_path / 'afile'}: File exists. " \
+                            "Choose a writable --report / --json location.\n"
 
 
 def test_nothing_to_evaluate_names_the_reason(tmp_path):
     write_table(tmp_path / "p.parquet", [{"report_id": "r0", "gold__m_staging__stage": "M0"}])
     result = invoke(tmp_path / "p.parquet")
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert "nothing to evaluate: no head has both gold and prediction columns (m_staging: " in result.output

@@ -224,9 +224,10 @@ def test_cli_usage_errors_say_how_to_fix_them(tmp_path, monkeypatch, args, messa
 def test_cli_unwritable_output_is_an_error_not_a_traceback(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    result = CliRunner().invoke(sample, ["-n", "5", "-o", str(blocker / "r.parquet")])
-    assert result.exit_code == 1
-    assert result.output.startswith(f"Error: cannot write {blocker / 'r.parquet'}")
+    from radbatch.cli import cli
+    result = CliRunner().invoke(cli, ["sample", "-n", "5", "-o", str(blocker / "r.parquet")])
+    assert result.exit_code == 4   # a storage error, as annotate's (it was 1 before the one exit-code policy)
+    assert result.output.startswith(f"Error: cannot write {blocker / 'r.parquet'}: ")
 
 
 def test_importing_the_command_is_cheap():

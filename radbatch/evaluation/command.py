@@ -1,6 +1,8 @@
-"""The `radbatch eval` Click command: parse options, call evaluate(), print the table, map errors.
+"""`radbatch eval` and `radbatch calibrate`: parse options, call the evaluation library, print the result.
 
-Only click is imported at module level; the library (numpy, polars, ...) loads when the command runs.
+Errors follow the command group's one policy (radbatch/cli_errors.py): EvalError is an input error (exit 2), an
+output that cannot be written a storage error (exit 4). Only click is imported at module level; the library
+(numpy, polars, ...) loads when the command runs.
 """
 
 from __future__ import annotations
@@ -9,17 +11,15 @@ from pathlib import Path
 
 import click
 
+from ..cli_errors import handle_errors, writing
+
 
 def _tasks(value: str | None) -> list[str] | None:
     if not value:
         return None
-    from .errors import EvalError
     from .task_specs import task_ids
 
-    try:
-        known = task_ids()
-    except EvalError as exc:  # the recipes do not load: every problem is listed
-        raise click.ClickException(str(exc)) from exc
+    known = task_ids()   # recipes that do not load: an EvalError listing every problem (exit 2, the one policy)
     tasks = [t.strip() for t in value.split(",") if t.strip()]
     unknown = [t for t in tasks if t not in known]
     if unknown:
@@ -55,29 +55,22 @@ def eval_command(predictions: tuple[Path, ...], gold: Path | None, id_column: st
         raise click.UsageError(f"give 1 PREDICTIONS file, or 2 to compare runs; got {len(predictions)}.")
     tasks = _tasks(tasks_text)
     from .api import evaluate
-    from .errors import EvalError
     from .table_text import format_table
 
-    try:
-        temperatures = None
-        if calibration_file is not None:
-            from .calibration import read_calibration
-            from .confidence import confidence_tasks
+    temperatures = None
+    if calibration_file is not None:
+        from .calibration import read_calibration
+        from .confidence import confidence_tasks
 
-            temperatures = read_calibration(calibration_file, confidence_tasks())
+        temperatures = read_calibration(calibration_file, confidence_tasks())
+    with writing(hint="Choose a writable --report / --json location."):
         result = evaluate(list(predictions), gold, id_column, report_dir, tasks,
                           target_precision=target_precision, temperatures=temperatures)
         if json_path is not None:
             result.write_json(json_path)
-    except EvalError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:  # an output folder or file that cannot be written
-        raise click.ClickException(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}. "
-                                   "Choose a writable --report / --json location.") from exc
     click.echo(format_table(result), nl=False)
     if report_dir is not None:
         click.echo(f"report: {report_dir / 'report.html'}")
-
 
 
 @click.command("calibrate")
@@ -98,19 +91,14 @@ def calibrate_command(dev: Path, output: Path, gold: Path | None, id_column: str
     """
     tasks = _tasks(tasks_text)
     from .api import calibrate
-    from .errors import EvalError
 
-    try:
+    with writing():
         fitted = calibrate(dev, output, gold, id_column, tasks)
-    except EvalError as exc:
-        raise click.ClickException(str(exc)) from exc
-    except OSError as exc:
-        raise click.ClickException(f"cannot write {exc.filename or 'output'}: {exc.strerror or exc}.") from exc
     for task, t in fitted.items():
         click.echo(f"{task:<24} temperature {t.temperature:.3f}  NLL {t.nll_before:.3f} -> {t.nll_after:.3f}  "
                    f"({t.items} items)")
     click.echo(f"Wrote {output}")
 
 
-if __name__ == "__main__":
-    eval_command()
+if __name__ == "__main__":   # python -m radbatch.evaluation.command: the same policy as `radbatch eval`
+    handle_errors(eval_command.main)()

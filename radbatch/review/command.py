@@ -1,19 +1,14 @@
 """`radbatch review` (write a review queue) and `radbatch review-import` (answers -> gold__ columns).
 
-Only click is imported at module level. Exit codes follow annotate: 2 input error, 4 storage error.
+Only click is imported at module level. Errors follow the command group's one policy (radbatch/cli_errors.py):
+2 input error, 4 storage error.
 """
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
-
-
-def _fail(exc) -> None:
-    click.echo(f"Error: {exc}", err=True)
-    sys.exit(exc.exit_code)
 
 
 @click.command("review")
@@ -36,27 +31,22 @@ def review(annotated: Path, task: str, below: float | None, lowest: int | None, 
     """
     if (below is None) == (lowest is None):
         raise click.UsageError("give exactly one of --below P or --lowest N.")
-    from radbatch.errors import RadbatchError
-
     from .answers import review_head
     from .export import write_queue
     from .queue import QueueOptions, read_rows, select_items
 
-    try:
-        head = review_head(task)
-        temperature = None
-        if calibration_file is not None:
-            from radbatch.evaluation.calibration import read_calibration
-            from radbatch.evaluation.confidence import CONFIDENCE_TASKS
+    head = review_head(task)
+    temperature = None
+    if calibration_file is not None:
+        from radbatch.evaluation.calibration import read_calibration
+        from radbatch.evaluation.confidence import CONFIDENCE_TASKS
 
-            temperature = read_calibration(calibration_file, CONFIDENCE_TASKS).get(task)
-            if temperature is None:
-                raise click.UsageError(f"{calibration_file} has no temperature for {task}.")
-        opts = QueueOptions(task, below, lowest, text_column, id_column, temperature)
-        items = select_items(read_rows(annotated, head, opts), head, opts, annotated)
-        paths = write_queue(out or Path(f"review_{task}"), head, items, annotated)
-    except RadbatchError as exc:
-        _fail(exc)
+        temperature = read_calibration(calibration_file, CONFIDENCE_TASKS).get(task)
+        if temperature is None:
+            raise click.UsageError(f"{calibration_file} has no temperature for {task}.")
+    opts = QueueOptions(task, below, lowest, text_column, id_column, temperature)
+    items = select_items(read_rows(annotated, head, opts), head, opts, annotated)
+    paths = write_queue(out or Path(f"review_{task}"), head, items, annotated)
     click.echo(f"{len(items)} rows queued for {task} (least confident first; files hold report text, mode 0600):")
     for path in paths.values():
         click.echo(f"  {path}")
@@ -74,14 +64,9 @@ def review_import(answers: tuple[Path, ...], annotated: Path, output: Path) -> N
     The output holds the answered rows of --annotated (report text included) plus their gold, so that
     `radbatch eval OUTPUT` scores the model on them and `radbatch finetune` can train on them.
     """
-    from radbatch.errors import RadbatchError
-
     from .gold import import_answers
 
-    try:
-        counts = import_answers(list(answers), annotated, output)
-    except RadbatchError as exc:
-        _fail(exc)
+    counts = import_answers(list(answers), annotated, output)
     for task, n in counts.items():
         click.echo(f"{task}: {n} reviewed rows -> gold__{task}__* columns")
     click.echo(f"Wrote {output} (holds report text, mode 0600)")

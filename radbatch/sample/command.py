@@ -1,6 +1,7 @@
 """`radbatch sample`: write a synthetic labelled report archive.
 
-Importing this module imports Click only; the generator (and pyarrow) load when the command runs.
+Importing this module imports Click only; the generator (and pyarrow) load when the command runs. Errors follow
+the command group's one policy (radbatch/cli_errors.py): an output that cannot be written is exit 4.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+
+from ..cli_errors import writing
 
 
 @click.command("sample")
@@ -46,8 +49,6 @@ def sample(rows: int, seed: int, output: Path, fmt: str | None, split: str, gold
         output_format(options)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    try:
+    with writing(output):
         summary = write_archive(options)
-    except OSError as e:
-        raise click.ClickException(f"cannot write {output}: {e.strerror or e}") from None
     click.echo(f"wrote {summary.rows} reports ({summary.columns} columns, split={split}, seed={seed}) to {summary.path}")
