@@ -32,6 +32,7 @@ from .errors import RadbatchError, StorageError
 EXIT_ROW_ERRORS = 1
 EXIT_INTERNAL = 70   # sysexits' EX_SOFTWARE
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141   # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
 
 
 class Interrupted(Exception):
@@ -97,12 +98,23 @@ def handle_errors(fn):
         except Interrupted as exc:
             click.echo(f"\n{exc}", err=True)
             sys.exit(exit_code(exc))
+        except BrokenPipeError:  # stdout closed by the reader (`radbatch tasks | head`): stop quietly, like cat
+            _quiet_stdout()
+            sys.exit(EXIT_BROKEN_PIPE)
         except KeyboardInterrupt as exc:  # Ctrl-C outside the work loop (planning, model hashing, finalize)
             click.echo("\nInterrupted. Rerun the same command to resume.", err=True)
             sys.exit(exit_code(exc))
         except Exception as exc:  # a bug: one line, never a traceback or the exception's text
             report_unexpected(exc)
     return wrapper
+
+
+def _quiet_stdout() -> None:
+    """Point stdout at /dev/null so Python's exit-time flush does not raise a second BrokenPipeError."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
 
 
 class PolicyGroup(click.Group):

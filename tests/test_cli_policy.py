@@ -181,3 +181,15 @@ def test_column_options_reach_annotate_as_one_columnoptions():
     assert annotate_options(["a.parquet"], "o.parquet", text_column="body").columns == ColumnOptions(text="body")
     with pytest.raises(InputError, match="give columns= or text_column, not both"):
         annotate_options(["a.parquet"], "o.parquet", columns=ColumnOptions(), text_column="body")
+
+
+def test_a_closed_stdout_pipe_stops_quietly():
+    """`radbatch tasks | head -1`: the reader closes the pipe; radbatch stops with 141 (128 + SIGPIPE) and says
+    nothing, instead of reporting a BrokenPipeError as a radbatch bug (exit 70)."""
+    proc = subprocess.Popen([sys.executable, "-m", "radbatch", "tasks"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"rads_assignment")
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err.decode()
+    assert err == b""
