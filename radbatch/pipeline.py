@@ -49,6 +49,7 @@ class RunSummary:
     reused_results: int = 0     # head results taken from the --cache store instead
     rejected_results: int = 0   # stored entries that failed a check (ignored and decoded again)
     store_failed: bool = False  # the store failed mid-run; the run went on without it
+    cache: str = ""             # the --cache folder, if any
 
     @property
     def row_errors(self) -> int:

@@ -289,6 +289,7 @@ class RunCache:
                              "actors, where the driver's store cannot be consulted (issue 15). Drop --cache or "
                              "use --executor local.")
         self.store = ResultStore(plan.opts.cache)
+        summary.cache = str(plan.opts.cache)
         self.facts = KeyFacts(plan)
         self.archives = [f["sha256"] for f in plan.key_material["inputs"]]
 
