@@ -150,7 +150,10 @@ class ResultStore:
             self.db = sqlite3.connect(self.path, timeout=120, isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")   # WAL: atomic and consistent; a power cut may lose the
-            self.db.executescript(SCHEMA)                    # last transactions, which are then recomputed
+            # last transactions, which are then recomputed. secure_delete: space freed by a replace, a page split
+            # or a delete is zeroed, so no stale copy of a result outlives it (prune and erase rely on it).
+            self.db.execute("PRAGMA secure_delete=ON")
+            self.db.executescript(SCHEMA)
             self._check_format()
         except sqlite3.DatabaseError as exc:
             raise StorageError(f"the result store {self.path} cannot be used ({exc}). Erase it with `radbatch cache "
@@ -241,7 +244,7 @@ class ResultStore:
     def prune(self, older_than_s: float) -> int:
         """Delete entries not used (written or reused) for older_than_s seconds; returns how many."""
         cutoff = int(time.time() - older_than_s)
-        return self._delete("DELETE FROM results WHERE used < ?", (cutoff,))
+        return self._delete("DELETE FROM results WHERE used <= ?", (cutoff,))
 
     def erase_archive(self, sha256: str) -> int:
         """Delete every entry written or reused for the input file with this content sha256."""
@@ -255,8 +258,7 @@ class ResultStore:
 
     def _delete(self, sql: str, args: tuple) -> int:
         """Delete, drop origins that point nowhere, overwrite the freed pages and empty the WAL, so erased text
-        is not left in free pages or the log."""
-        self.db.execute("PRAGMA secure_delete=ON")
+        is not left in free pages or the log (secure_delete is on for every connection)."""
         with self._transaction():
             n = self.db.execute(sql, args).rowcount
             self.db.execute("DELETE FROM origins WHERE NOT EXISTS (SELECT 1 FROM results r WHERE r.key = "

@@ -34,7 +34,8 @@ def cache_info(folder):
     store = ResultStore(_folder(folder))
     i = store.info()
     store.close()
-    when = {k: time.strftime("%Y-%m-%d %H:%M", time.gmtime(i[k])) if i[k] else "-" for k in ("oldest_use", "newest_use")}
+    when = {k: time.strftime("%Y-%m-%d %H:%M", time.gmtime(i[k])) if i[k] else "-"
+            for k in ("oldest_use", "newest_use")}
     click.echo(f"{i['path']}: {i['entries']} entries from {i['archives']} input file(s), "
                f"{i['bytes'] / 2**20:.1f} MiB; format {i['format']}; used {when['oldest_use']} .. "
                f"{when['newest_use']} UTC")
