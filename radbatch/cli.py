@@ -41,6 +41,8 @@ def cli() -> None:
               help="Where units run: local worker processes, or Ray actors (--workers/--threads per node).")
 @click.option("--ray-address", help="Ray cluster for --executor ray: 'auto' or head:6379 "
               "(default: RAY_ADDRESS, else a Ray started for this run).")
+@click.option("--cache", type=click.Path(file_okay=False), help="Result store folder shared by runs: reruns decode "
+              "only rows/heads not seen (off by default: it keeps generated text; docs/reliability.md).")
 @click.option("--restart", is_flag=True, help="Discard a previous run's output and start over.")
 @click.option("--retry-errors", is_flag=True, help="Recompute only the rows whose heads errored.")
 @click.option("--fail-on-row-errors", is_flag=True, help="Exit 1 when any head errored or was truncated.")
@@ -183,6 +185,8 @@ def _register_optional() -> None:
     cli.add_command(review_import)
     from .finetune_command import finetune  # click only; torch loads when the command runs
     cli.add_command(finetune)
+    from .result_store_command import cache
+    cli.add_command(cache)
 
 
 _register_optional()

@@ -19,6 +19,7 @@ from .finalize import finalize
 from .output import RunStore
 from .plan import AnnotateOptions, Plan, build_plan, check_memory, default_parallelism
 from .priors import PriorCursor, build_priors
+from .result_store import RunCache
 from .rows import UnitWork, assemble, prepare
 
 # A part is flushed every PART_ROWS rows or PART_SECONDS, bounding the work a crash can lose.
@@ -44,6 +45,11 @@ class RunSummary:
     nothing_to_do: bool = False
     routing_status: str = ""
     routing_note: str = ""   # said when the routing is not today's default (an output keeps its recorded one)
+    decoded_requests: int = 0   # head requests sent to the engines (each once; a retried unit is not recounted)
+    reused_results: int = 0     # head results taken from the --cache store instead
+    rejected_results: int = 0   # stored entries that failed a check (ignored and decoded again)
+    store_failed: bool = False  # the store failed mid-run; the run went on without it
+    cache: str = ""             # the --cache folder, if any
 
     @property
     def row_errors(self) -> int:
@@ -99,6 +105,7 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
     workers, threads = default_parallelism(opts.workers, opts.threads)
     summary = RunSummary(routing_status=plan.routing.status,
                          routing_note=plan.routing.note if plan.routing.status == "recorded" else "")
+    cache = RunCache(plan, summary)   # --cache (radbatch/result_store.py): refused or opened before any write
     store, wipe = _open_store(plan)
     if store is None:
         summary.nothing_to_do = True
@@ -118,7 +125,7 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
         on_start(plan, workers, threads)
     if plan.heads and opts.executor == "local":  # the Ray executor checks each node's memory itself
         check_memory(plan, workers)
-    _execute(plan, store, workers, threads, summary)
+    _execute(plan, store, workers, threads, summary, cache)
     working_on(f"writing the output {opts.output}")
     summary.outputs = finalize(store, plan.files, _provenance(plan, workers, threads),
                                plan.opts.columns.id if plan.opts.columns.id in plan.keep else None, summary.rows)
@@ -160,7 +167,7 @@ def _units(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progres
                           priors.take(f.index, start, table.num_rows))
 
 
-def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: RunSummary) -> None:
+def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: RunSummary, cache: RunCache) -> None:
     from tqdm import tqdm
     done = store.done_units()
     total = sum(f.rows for f in plan.files) if all(f.rows is not None for f in plan.files) else None
@@ -172,7 +179,7 @@ def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: R
         from .executor_ray import run_units
         parts = run_units(plan, done, summary, progress, _priors(plan, store))
     else:
-        parts = _local_parts(plan, store, done, summary, progress, threads, workers)
+        parts = _local_parts(plan, store, done, summary, progress, threads, workers, cache)
     try:
         for file_index, unit_id, table in parts:
             writer.add(file_index, unit_id, table)
@@ -185,10 +192,11 @@ def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: R
     finally:
         progress.close()
         parts.close()  # stops the worker pool or the Ray pipeline
+        cache.close()
 
 
 def _local_parts(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progress, threads: int,
-                 workers: int) -> Iterator[tuple[int, str, object]]:
+                 workers: int, cache: RunCache) -> Iterator[tuple[int, str, object]]:
     """(file index, unit id, part table) per unit, from local worker processes."""
     from .pool import Pool, Watchdog
     pool = None
@@ -203,8 +211,8 @@ def _local_parts(plan: Plan, store: RunStore, done: dict, summary: RunSummary, p
                 raise InputError(str(exc)) from None
             pool = Pool(spec, workers, set(spec.models), watchdog=watchdog, quiet=plan.opts.quiet)
             pool.start()
-            outcomes = ((o.unit, o.completions, o.failure)
-                        for o in pool.run((w.unit_id, w, w.requests) for w in units))
+            outcomes = ((o.unit, cache.completions(o.unit, o.completions), o.failure)   # radbatch/result_store.py
+                        for o in pool.run((w.unit_id, w, cache.to_decode(w)) for w in units))
         else:
             outcomes = ((w, [], "") for w in units)
         for work, completions, failure in outcomes:

@@ -49,6 +49,7 @@ class AnnotateOptions:
     engine: str = "batched"             # batched | simple (engine.ENGINE_KINDS; same output, not in the run key)
     executor: str = "local"             # local | ray (how units are computed; not part of the run key)
     ray_address: str | None = None      # --executor ray: cluster address (None: RAY_ADDRESS, else a local Ray)
+    cache: str | None = None            # --cache DIR: the per-row result store (radbatch/result_store.py; not keyed)
 
 
 @dataclass

@@ -30,6 +30,10 @@ def print_summary(s) -> None:
     click.echo(f"Wrote {s.rows} rows to {', '.join(map(str, s.outputs))} ({s.computed_rows} computed this run) "
                f"in {s.wall_seconds:.1f} s ({rate:,.0f} rows/hour)")
     click.echo("rows: " + ", ".join(f"{k} {v}" for k, v in s.row_counts.items() if v))
+    if s.cache:
+        click.echo(f"result store: {s.reused_results} head results reused, {s.decoded_requests} decoded"
+                   + (f", {s.rejected_results} stored entries failed a check (decoded again)" if s.rejected_results
+                      else "") + (" (the store failed mid-run: see above)" if s.store_failed else ""))
     if s.duplicated_ids:
         click.echo(f"duplicated report ids: {s.duplicated_ids} rows (kept; see column id_duplicated)")
     if s.head_counts:
