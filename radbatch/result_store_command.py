@@ -8,8 +8,6 @@ from pathlib import Path
 
 import click
 
-from .cli import handle_errors
-
 
 def _folder(value: str) -> Path:
     from .result_store import DB_NAME
@@ -27,7 +25,6 @@ def cache():
 
 @cache.command("info")
 @click.argument("folder")
-@handle_errors
 def cache_info(folder):
     """Entries, archives seen, size on disk, oldest and newest use."""
     from .result_store import ResultStore
@@ -45,7 +42,6 @@ def cache_info(folder):
 @click.argument("folder")
 @click.option("--older-than", required=True, metavar="DAYS", type=click.FloatRange(0),
               help="Delete entries neither written nor reused in the last DAYS days.")
-@handle_errors
 def cache_prune(folder, older_than):
     """Delete entries not used for a while (their text is overwritten on disk, not only unlinked)."""
     from .result_store import ResultStore
@@ -60,7 +56,6 @@ def cache_prune(folder, older_than):
 @click.option("--archive", "archives", multiple=True, metavar="FILE|SHA256",
               help="Erase only the entries written or reused for this input file (by its content, or the sha256 "
                    "that run.json records under options.inputs); repeatable. Default: the whole store.")
-@handle_errors
 def cache_erase(folder, archives):
     """Erase a result store, or one input file's entries in it."""
     from .fingerprint import hash_file
