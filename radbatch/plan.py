@@ -51,6 +51,7 @@ class AnnotateOptions:
     engine: str = "batched"             # batched | simple (engine.ENGINE_KINDS; same output, not in the run key)
     executor: str = "local"             # local | ray (how units are computed; not part of the run key)
     ray_address: str | None = None      # --executor ray: cluster address (None: RAY_ADDRESS, else a local Ray)
+    s3_endpoint: str | None = None      # S3-compatible store for s3:// paths (storage.configure; not in the run key)
 
 
 @dataclass
