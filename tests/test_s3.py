@@ -155,6 +155,10 @@ def test_reads_a_multi_file_archive_from_s3_and_writes_one_object(server, env, f
     # The same command again: nothing to do (the run key is read back from the object's footer).
     again = run(server, env, f"s3://{BUCKET}/in/", "-o", out)
     assert again.returncode == 0 and again.stdout.startswith("Nothing to do:"), again.stdout
+    # --retry-errors reopens the object (no row errored: nothing is recomputed) and puts the same rows back.
+    retry = run(server, env, f"s3://{BUCKET}/in/", "-o", out, "--retry-errors")
+    assert retry.returncode == 0 and "(0 computed this run)" in retry.stdout, retry.stdout
+    assert read_object(fs, out).equals(df)
 
 
 def test_glob_over_keys_and_the_python_api_read_the_object_back(server, env, fs, archive, reference):
