@@ -261,3 +261,26 @@ def test_missing_object_and_prefix_output_are_clear_errors(server, env, fs, arch
     assert r.returncode == 2 and f"input object not found: s3://{BUCKET}/in/nope.parquet" in r.stderr, r.stderr
     r = run(server, env, f"s3://{BUCKET}/in/a.parquet", "-o", f"s3://{BUCKET}/out/dir/")
     assert r.returncode == 2 and "is not supported; name one output object" in r.stderr, r.stderr
+
+
+def test_no_region_look_up_when_an_endpoint_is_given(monkeypatch):
+    """With an endpoint the region comes from AWS_REGION or is us-east-1: S3 is never asked where a bucket is
+    (pyarrow's resolve_s3_region would go to AWS itself)."""
+    from radbatch import storage
+
+    def no_look_up(bucket):
+        raise AssertionError(f"region looked up for {bucket}")
+
+    monkeypatch.setattr(pafs, "resolve_s3_region", no_look_up)
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(name, raising=False)
+    before = storage.settings()
+    try:
+        assert storage.configure("http://127.0.0.1:9/") == storage.S3Settings("http://127.0.0.1:9", None)
+        assert storage.filesystem("s3://some-bucket/key").region == "us-east-1"
+        monkeypatch.setenv("AWS_REGION", "eu-west-3")
+        monkeypatch.setenv("AWS_ENDPOINT_URL", "https://store.example:9000")
+        assert storage.configure(None) == storage.S3Settings("https://store.example:9000", "eu-west-3")
+        assert storage.filesystem("s3://some-bucket/key").region == "eu-west-3"
+    finally:
+        storage.use(before)
