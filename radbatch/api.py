@@ -62,16 +62,16 @@ def annotate(source: Any, output: str | os.PathLike | None = None, *,
     `.collect()` it for small inputs).
 
     source: a Parquet/CSV path, a directory, a glob, an s3://bucket/key URI (an object, a prefix or a glob over
-        keys), a list of those, or a polars DataFrame / LazyFrame, a
-        pandas DataFrame or a pyarrow Table. In-memory sources are first written once to an owner-only
+        keys), a list of those, or a polars DataFrame / LazyFrame, a pandas DataFrame or a pyarrow Table. In-memory sources are first written once to an owner-only
         Parquet file named by its content, beside the output (`<output>.input/`), so a second call with the
         same frame resumes instead of starting over; `source_file` names that file.
     output: a .parquet file, a directory ending in '/', or an s3://bucket/key.parquet object (uploaded once
-        complete; its work directory stays local, storage.work_dir). None: a new owner-only temporary directory (it
-        holds report text and annotations: pass an output you control for anything you keep).
+        complete; its work directory stays local, storage.work_dir). None: a new owner-only temporary directory
+        (it holds report text and annotations: pass an output you control for anything you keep).
     options: the CLI's options by name: tasks="m_staging,nli" or a list, questions, limit, keep_columns,
         workers, threads, model, models_file, routing_file, adapter, engine, executor, ray_address, restart,
-        retry_errors, chexpert_numeric, encoding, s3_endpoint (an S3-compatible store's URL), and the column options (text_column=, patient_column=, ...).
+        retry_errors, chexpert_numeric, encoding, s3_endpoint (an S3-compatible store's URL; credentials come
+        from the AWS environment variables and files), and the column options (text_column=, ...).
         Without quiet=False there is no progress bar.
     """
     from .pipeline import annotate as run
@@ -101,6 +101,7 @@ def eval(predictions: Any, gold: str | os.PathLike | None = None, *, id_column: 
 
 
 def _check_uris(source: Any, output: Any) -> None:
+    """Refuse a URI carrying credentials (or of a scheme radbatch cannot read) before any path is used."""
     items = [source] if isinstance(source, (str, os.PathLike)) else \
         list(source) if isinstance(source, (list, tuple)) else []
     for item in items:

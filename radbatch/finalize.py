@@ -180,7 +180,10 @@ def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected
         _expect(check, expected_rows)
     except StorageError:
         for path in written:
-            storage.delete(path) if storage.is_uri(path) else remove_quietly(path)
+            if storage.is_uri(path):
+                storage.delete(path)
+            else:
+                remove_quietly(path)
         raise
     for old in store.stale_outputs(set(written)):   # an earlier run's files in a directory output
         try:

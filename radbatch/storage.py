@@ -238,8 +238,9 @@ def exists(uri: str) -> bool:
 def upload(local: Path, uri: str) -> None:
     """Put a finished, checked local file as one object (single or multipart upload). The object appears only
     when the upload completes: a run killed before or during the upload leaves no object (an interrupted
-    multipart upload stays invisible; a bucket lifecycle rule removes its parts). The copy runs inside Arrow, so
-    Ctrl-C cannot stop it halfway; if the object read back has another size than the file, it is deleted."""
+    multipart upload stays invisible; a bucket lifecycle rule removes its parts). Arrow completes an upload whose
+    source read failed halfway (its stream closes rather than aborts), so the object is checked against the file's
+    size afterwards and deleted if it differs; the source is a finished local file, so that is a disk failure."""
     from pyarrow.fs import LocalFileSystem, copy_files
     size = local.stat().st_size
     try:
