@@ -18,6 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from . import storage
 from .archive import ColumnOptions
 from .errors import InputError, StorageError
 from .fingerprint import hash_file
@@ -65,19 +66,23 @@ def annotate(source: Any, output: str | os.PathLike | None = None, *,
     """Annotate reports and return a polars LazyFrame over the written output (memory stays bounded;
     `.collect()` it for small inputs).
 
-    source: a Parquet/CSV path, a directory, a glob, a list of those, or a polars DataFrame / LazyFrame, a
-        pandas DataFrame or a pyarrow Table. In-memory sources are first written once to an owner-only
+    source: a Parquet/CSV path, a directory, a glob, an s3://bucket/key URI (an object, a prefix or a glob over
+        keys), a list of those, or a polars DataFrame / LazyFrame, a pandas DataFrame or a pyarrow Table. In-memory sources are first written once to an owner-only
         Parquet file named by its content, beside the output (`<output>.input/`), so a second call with the
         same frame resumes instead of starting over; `source_file` names that file.
-    output: a .parquet file, or a directory ending in '/'. None: a new owner-only temporary directory (it
-        holds report text and annotations: pass an output you control for anything you keep).
+    output: a .parquet file, a directory ending in '/', or an s3://bucket/key.parquet object (uploaded once
+        complete; its work directory stays local, storage.work_dir). None: a new owner-only temporary directory
+        (it holds report text and annotations: pass an output you control for anything you keep).
     options: the CLI's options by name: tasks="m_staging,nli" or a list, questions, limit, keep_columns,
         workers, threads, model, models_file, routing_file, adapter, engine, executor, ray_address, restart,
-        retry_errors, chexpert_numeric, encoding, and the column options (text_column=, patient_column=, ...).
+        retry_errors, chexpert_numeric, encoding, s3_endpoint (an S3-compatible store's URL; credentials come
+        from the AWS environment variables and files), and the column options (text_column=, ...).
         Without quiet=False there is no progress bar.
     """
     from .pipeline import annotate as run
 
+    _check_uris(source, output)   # before anything records a path: a URI may carry a secret
+    storage.configure(options.get("s3_endpoint"))
     output = _output(output)
     inputs = _inputs(source, output)
     options.setdefault("quiet", True)
@@ -100,10 +105,23 @@ def eval(predictions: Any, gold: str | os.PathLike | None = None, *, id_column: 
                     Path(report_dir) if report_dir else None, tasks)
 
 
+def _check_uris(source: Any, output: Any) -> None:
+    """Refuse a URI carrying credentials (or of a scheme radbatch cannot read) before any path is used."""
+    items = [source] if isinstance(source, (str, os.PathLike)) else \
+        list(source) if isinstance(source, (list, tuple)) else []
+    for item in items:
+        if isinstance(item, str):
+            storage.check_uri(item, "an input")
+    if isinstance(output, str):
+        storage.check_uri(output, "the output (-o)")
+
+
 def _output(output: str | os.PathLike | None) -> str:
     if output is None:
         return str(Path(tempfile.mkdtemp(prefix="radbatch-")) / "annotated.parquet")  # mkdtemp: mode 0700
     text = os.fspath(output)
+    if storage.is_uri(text):
+        return text
     return text if text.endswith("/") or not Path(text).is_dir() else text.rstrip("/") + "/"
 
 
@@ -114,6 +132,8 @@ def _inputs(source: Any, output: str) -> list[str]:
         if not source:
             raise InputError("no input given: pass a path, a glob, a list of paths or a data frame")
         return [os.fspath(s) for s in source]
+    if storage.is_uri(output):   # staged beside the output's local work directory
+        return [str(_stage(source, storage.work_dir(output).with_suffix(".input")))]
     return [str(_stage(source, Path(output.rstrip("/") + ".input")))]
 
 
@@ -156,4 +176,6 @@ def _arrow(frame: Any, kind: str):
 def _scan(outputs: list) -> "pl.LazyFrame":
     import polars as pl
 
+    if any(storage.is_uri(p) for p in outputs):
+        return pl.concat([storage.scan(p) for p in outputs])
     return pl.scan_parquet([str(p) for p in outputs])

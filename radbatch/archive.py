@@ -7,6 +7,7 @@ spans two files, so a row's identity (source file, row number) and its unit are 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import glob
 import os
 import re
@@ -16,6 +17,7 @@ from typing import Iterator
 
 import pyarrow as pa
 
+from . import storage
 from .errors import InputError
 
 SUFFIXES = (".parquet", ".pq", ".csv", ".tsv")
@@ -54,10 +56,15 @@ class InputFile:
     mtime_ns: int
 
 
-def discover(inputs: list[str]) -> list[Path]:
-    """Files named, files in directories (sorted), glob matches (sorted); every input must match something."""
-    out: list[Path] = []
+def discover(inputs: list[str]) -> list[Path | str]:
+    """Files named, files in directories (sorted), glob matches (sorted); every input must match something.
+    s3:// inputs (objects, prefixes, globs over keys) stay URI strings (storage.discover)."""
+    out: list[Path | str] = []
     for item in inputs:
+        storage.check_uri(item, "an input")
+        if storage.is_uri(item):
+            out += storage.discover(item, SUFFIXES)
+            continue
         p = Path(item)
         if p.is_dir():
             found = sorted(f for f in p.iterdir() if f.suffix.lower() in SUFFIXES and f.is_file())
@@ -73,12 +80,32 @@ def discover(inputs: list[str]) -> list[Path]:
             out += found
         else:
             raise InputError(f"input file not found: {p}")
-    seen = set()
-    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+    seen: set = set()
+    return [p for p in out if not (_identity(p) in seen or seen.add(_identity(p)))]
 
 
-def _kind(path: Path) -> str:
-    suffix = path.suffix.lower()
+def _identity(p: Path | str):
+    return p if storage.is_uri(p) else Path(p).resolve()
+
+
+def _suffix(path: Path | str) -> str:
+    return Path(storage.split(path)[1] if storage.is_uri(path) else path).suffix.lower()
+
+
+def _source(path: Path | str):
+    """A context manager giving what pyarrow's readers take: the local path, or an open object."""
+    src = storage.open_input(path)
+    return contextlib.nullcontext(src) if src is path else src
+
+
+def _parquet_schema(path: Path | str) -> pa.Schema:
+    import pyarrow.parquet as pq
+    with _source(path) as src:
+        return pq.ParquetFile(src).schema_arrow
+
+
+def _kind(path: Path | str) -> str:
+    suffix = _suffix(path)
     if suffix in (".parquet", ".pq"):
         return "parquet"
     if suffix in (".csv", ".tsv"):
@@ -86,19 +113,24 @@ def _kind(path: Path) -> str:
     raise InputError(f"{path}: unknown file type {suffix!r}; radbatch reads .parquet and .csv files")
 
 
-def inspect(index: int, path: Path, encoding: str) -> InputFile:
+def inspect(index: int, path: Path | str, encoding: str) -> InputFile:
     kind = _kind(path)
-    st = path.stat()
-    if st.st_size == 0:
+    st = storage.stat(path)
+    if st is None:
+        raise InputError(f"input file not found: {path}")
+    size, mtime_ns = st
+    if size == 0:
         raise InputError(f"{path} is empty (0 bytes). Remove it or re-export it.")
     rows = None
     try:
         if kind == "parquet":
             import pyarrow.parquet as pq
-            meta = pq.ParquetFile(path)
-            columns, rows = tuple(meta.schema_arrow.names), meta.metadata.num_rows
+            with _source(path) as src:
+                meta = pq.ParquetFile(src)
+                columns, rows = tuple(meta.schema_arrow.names), meta.metadata.num_rows
         else:
-            columns = tuple(_open_csv(path, encoding, {}).schema.names)
+            with _source(path) as src:
+                columns = tuple(_open_csv(path, encoding, {}, src).schema.names)
     except (pa.ArrowException, OSError, UnicodeDecodeError, LookupError) as exc:
         if kind == "csv" and "Empty CSV file" in str(exc):  # a header line alone, without a line break
             raise InputError(f"{path} has no data rows (only a header?). Remove it or re-export it.") from None
@@ -110,7 +142,7 @@ def inspect(index: int, path: Path, encoding: str) -> InputFile:
     dup = next((c for c in columns if columns.count(c) > 1), None)
     if dup is not None:
         raise InputError(f"{path} has more than one column named {dup!r}; rename them (columns are used by name).")
-    return InputFile(index, str(path), kind, columns, rows, st.st_size, st.st_mtime_ns)
+    return InputFile(index, str(path), kind, columns, rows, size, mtime_ns)
 
 
 def check_columns(files: list[InputFile], cols: ColumnOptions) -> None:
@@ -133,8 +165,7 @@ def _is_text(t: pa.DataType) -> bool:
 
 def _check_types(f: InputFile, cols: ColumnOptions) -> None:
     """Text columns must hold text, the id column single values (CSV columns are always text)."""
-    import pyarrow.parquet as pq
-    schema = pq.read_schema(f.path)
+    schema = _parquet_schema(f.path)
     for option, column in cols.named().items():
         t = schema.field(column).type
         flag = "--" + option.replace("_", "-") + "-column"
@@ -164,8 +195,7 @@ def part_type(f: InputFile, column: str, schema: pa.Schema | None = None) -> pa.
     if f.kind == "csv":
         return pa.string()
     if schema is None:
-        import pyarrow.parquet as pq
-        schema = pq.read_schema(f.path)
+        schema = _parquet_schema(f.path)
     t = schema.field(column).type
     return pa.string() if pa.types.is_binary(t) or pa.types.is_large_binary(t) else t
 
@@ -176,10 +206,9 @@ def check_kept_types(files: list[InputFile], keep: list[str], one_output: bool) 
     files and their types; an output directory (-o DIR/) writes one file per input and needs no agreement."""
     if not one_output or len(files) < 2 or not keep:
         return
-    import pyarrow.parquet as pq
     seen = {c: (files[0], pa.schema([])) for c in keep}
     for f in files:
-        schema = pq.read_schema(f.path) if f.kind == "parquet" else None
+        schema = _parquet_schema(f.path) if f.kind == "parquet" else None
         for column in keep:
             first, unified = seen[column]
             field = pa.schema([pa.field(column, part_type(f, column, schema))])
@@ -209,7 +238,7 @@ def _safe(exc: BaseException) -> str:
 SCAN_BLOCK = 1 << 24
 
 
-def _scan_chunks(path: Path, encoding: str):
+def _scan_chunks(path: Path | str, encoding: str):
     """The file as bytes blocks where the encoding writes '"', delimiters and line breaks as ASCII (UTF-8,
     cp1252, latin-1, ...), else as decoded text blocks (UTF-16, ...)."""
     try:
@@ -217,7 +246,7 @@ def _scan_chunks(path: Path, encoding: str):
     except (LookupError, UnicodeError):
         ascii_like = False
     decoder = None if ascii_like else codecs.getincrementaldecoder(encoding)(errors="replace")
-    with open(path, "rb") as fh:
+    with (storage.open_input(path) if storage.is_uri(path) else open(path, "rb")) as fh:
         if ascii_like and codecs.lookup(encoding).name in ("utf-8", "utf-8-sig"):
             head = fh.read(3)
             if head != codecs.BOM_UTF8:   # Arrow skips a UTF-8 byte order mark
@@ -267,7 +296,7 @@ def _quote_problem(chunks, delimiter: str) -> tuple[str, int, int] | None:
     return ("eof", open_at, base) if in_quote else None
 
 
-def _line_of(path: Path, encoding: str, offset: int) -> int:
+def _line_of(path: Path | str, encoding: str, offset: int) -> int:
     """1-based line (\n, \r\n or \r) of a byte/char offset as _scan_chunks counts them."""
     line, seen, last = 1, 0, None
     for chunk in _scan_chunks(path, encoding):
@@ -283,10 +312,10 @@ def _line_of(path: Path, encoding: str, offset: int) -> int:
     return line
 
 
-def check_quoting(path: Path, encoding: str) -> None:
+def check_quoting(path: Path | str, encoding: str) -> None:
     """An unterminated or broken quote is an input error (exit 2) naming the file and line, never a merged row.
     Arrow's reader (newlines_in_values) accepts both and silently reads later rows into one report."""
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    delimiter = "\t" if _suffix(path) == ".tsv" else ","
     try:
         problem = _quote_problem(_scan_chunks(path, encoding), delimiter)
         if problem is None:
@@ -304,11 +333,12 @@ def check_quoting(path: Path, encoding: str) -> None:
                      "(broken CSV quoting). Fix the quoting.")
 
 
-def _open_csv(path: Path, encoding: str, types: dict):
+def _open_csv(path: Path | str, encoding: str, types: dict, source=None):
+    """source: an open object (s3://), else the path is opened."""
     import pyarrow.csv as pacsv
-    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    delimiter = "\t" if _suffix(path) == ".tsv" else ","
     return pacsv.open_csv(
-        path,
+        path if source is None else source,
         read_options=pacsv.ReadOptions(encoding=encoding, block_size=1 << 22),
         parse_options=pacsv.ParseOptions(delimiter=delimiter, newlines_in_values=True),
         convert_options=pacsv.ConvertOptions(column_types=types, strings_can_be_null=False,
@@ -318,17 +348,18 @@ def _open_csv(path: Path, encoding: str, types: dict):
 def iter_batches(f: InputFile, encoding: str, text_columns: set[str]) -> Iterator[pa.RecordBatch]:
     """Record batches of the file. CSV columns are read as strings (text columns as bytes under UTF-8,
     so one undecodable report becomes a row status, not a failed file)."""
-    path = Path(f.path)
+    path = f.path if storage.is_uri(f.path) else Path(f.path)
     try:
-        if f.kind == "parquet":
-            import pyarrow.parquet as pq
-            yield from pq.ParquetFile(path).iter_batches(batch_size=BATCH_ROWS)
-            return
-        utf8 = encoding.lower().replace("-", "").replace("_", "") in ("utf8",)
-        types = {c: (pa.binary() if utf8 and c in text_columns else pa.string()) for c in f.columns}
-        reader = _open_csv(path, encoding, types)
-        for batch in reader:
-            yield batch
+        with _source(path) as src:
+            if f.kind == "parquet":
+                import pyarrow.parquet as pq
+                yield from pq.ParquetFile(src).iter_batches(batch_size=BATCH_ROWS)
+                return
+            utf8 = encoding.lower().replace("-", "").replace("_", "") in ("utf8",)
+            types = {c: (pa.binary() if utf8 and c in text_columns else pa.string()) for c in f.columns}
+            reader = _open_csv(path, encoding, types, src if storage.is_uri(path) else None)
+            for batch in reader:
+                yield batch
     except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         raise InputError(f"{path}: {_safe(exc)}") from None
 
@@ -374,5 +405,9 @@ def file_identities(files: list[InputFile]) -> list[dict]:
         hashes = content_hashes([f.path for f in files])
     except OSError as exc:
         raise InputError(f"cannot read an input file to fingerprint it: {exc.strerror} ({exc.filename})") from None
-    return [{"path": os.path.abspath(f.path), "size": f.size, "sha256": hashes[os.path.abspath(f.path)]}
-            for f in files]
+    return [{"path": absolute(f.path), "size": f.size, "sha256": hashes[absolute(f.path)]} for f in files]
+
+
+def absolute(path: str) -> str:
+    """A local path made absolute; an s3:// URI as it is."""
+    return path if storage.is_uri(path) else os.path.abspath(path)

@@ -30,7 +30,8 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("inputs", nargs=-1, required=True)
-@click.option("-o", "--output", required=True, help="Output .parquet file, or a directory ending in '/'.")
+@click.option("-o", "--output", required=True, help="Output .parquet file, a directory ending in '/', or an "
+              "s3://bucket/key.parquet object.")
 @click.option("--tasks", help="Comma-separated heads (default all nine; 'none' for no heads).")
 @click.option("--question", "questions", multiple=True, help="A question for the QA head (repeatable).")
 @click.option("--limit", type=click.IntRange(1), help="Annotate only the first N rows (a pilot run).")
@@ -43,6 +44,8 @@ def cli() -> None:
               "(default: RAY_ADDRESS, else a Ray started for this run).")
 @click.option("--cache", type=click.Path(file_okay=False), help="Result store folder shared by runs: reruns decode "
               "only rows/heads not seen (off by default: it keeps generated text; docs/reliability.md).")
+@click.option("--s3-endpoint", help="S3-compatible store for s3:// inputs and -o, e.g. http://127.0.0.1:9000 "
+              "(default: AWS_ENDPOINT_URL; credentials from the AWS environment variables or ~/.aws).")
 @click.option("--restart", is_flag=True, help="Discard a previous run's output and start over.")
 @click.option("--retry-errors", is_flag=True, help="Recompute only the rows whose heads errored.")
 @click.option("--fail-on-row-errors", is_flag=True, help="Exit 1 when any head errored or was truncated.")

@@ -78,7 +78,8 @@ def layout(nodes: list[dict], workers: int | None, threads: int | None) -> list[
     return out
 
 
-def node_report(files: list[tuple[str, str, int, str | None]], memory_per_actor: int, actors: int) -> dict:
+def node_report(files: list[tuple[str, str, int, str | None]], memory_per_actor: int, actors: int,
+                s3=None) -> dict:
     """Runs on one node (a tiny Ray task): what this node lacks to run the annotators. files: (what, path,
     size, sha256 or None) as on the driver; a model copy with other bytes would silently change the annotations
     (sha256 is cached per node by path, size and mtime, so a model is hashed once per node). Input files are
@@ -86,10 +87,23 @@ def node_report(files: list[tuple[str, str, int, str | None]], memory_per_actor:
     import importlib.util
     from .models import sha256_file
     from .plan import _available_memory
+    from . import storage
     problems = []
+    if s3 is not None:
+        storage.use(s3)
     for what, path, size, sha in files:
         p = Path(path)
         try:
+            if storage.is_uri(path):   # an object: this node must reach it with its own credentials
+                try:
+                    st = storage.stat(path)
+                except InputError as exc:   # no credentials here, bucket unreachable, ...
+                    problems.append(str(exc))
+                    continue
+                if st is None or st[0] != size:
+                    problems.append(f"{what} object {path} " + ("not found" if st is None else
+                                    f"has {st[0]} bytes here, {size} on the driver"))
+                continue
             if not p.is_file():
                 problems.append(f"{what} file not found: {path}")
                 continue
@@ -118,9 +132,10 @@ def check_nodes(ray, slots: list[NodeSlots], files: list[tuple[str, str, int, st
     """Run `node_report` once on every node that will run annotators or read tasks; one EngineError lists every
     problem."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    from . import storage
     remote = ray.remote(num_cpus=0, max_retries=0)(node_report)
     refs = {remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(s.node_id, soft=False))
-            .remote(files, memory_per_actor, s.workers): s for s in slots}
+            .remote(files, memory_per_actor, s.workers, storage.settings()): s for s in slots}
     ready, _ = ray.wait(list(refs), num_returns=len(refs), timeout=CHECK_TIMEOUT_S)
     problems = []
     for ref, s in refs.items():
@@ -304,6 +319,7 @@ def run_units(plan, done: dict, summary, progress, priors_path) -> Iterator[tupl
 def _run(ray, plan, units: Pending, priors_path) -> Iterator[tuple[int, str, object]]:
     import numpy as np
     from ray.data import ActorPoolStrategy, DataContext
+    from .archive import absolute
     from .engine import WorkerSpec
     from .ray_data import UnitAnnotator, UnitDatasource, UnitJob, from_ipc
     o = plan.opts
@@ -315,7 +331,7 @@ def _run(ray, plan, units: Pending, priors_path) -> Iterator[tuple[int, str, obj
     named += [(f"adapter of model {m.name!r}", m.adapter) for m in models if m.adapter]
     files = [(what, path, Path(path).stat().st_size, sha256_file(path)) for what, path in named]
     wanted = {i for i, starts in units.starts.items() if len(starts)}
-    files += [("input", os.path.abspath(f.path), f.size, None) for f in plan.files if f.index in wanted]
+    files += [("input", absolute(f.path), f.size, None) for f in plan.files if f.index in wanted]
     if priors_path is not None:   # read tasks read the units' prior reports from the work directory
         files.append(("prior reports", os.path.abspath(priors_path), Path(priors_path).stat().st_size, None))
     check_nodes(ray, slots, files, worker_memory(models, o.engine) if models else 0)

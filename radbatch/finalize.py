@@ -19,6 +19,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import storage
 from .errors import InputError, StorageError
 from .files import move_into_place, open_private, private_dirs, remove_quietly
 from .output import META_KEY, RunStore, storage_error
@@ -100,11 +101,14 @@ class _Checked:
         self.rows, self.last = self.rows + len(rows), (file_index, int(rows[-1]))
 
 
-def _sink(path: Path, schema: pa.Schema, tables: Iterator[tuple[int, pa.Table]], conform, check: _Checked,
+def _sink(path: Path | str, schema: pa.Schema, tables: Iterator[tuple[int, pa.Table]], conform, check: _Checked,
           expected_rows: int | None = None, tmp_dir: Path | None = None) -> None:
     """Stream unit tables into one Parquet file (temp file, fsync, rename), FINAL_CHUNK_ROWS per row group.
-    The temp file (0600) lives in the work directory, never beside the output where a crash would leave it."""
-    tmp = (tmp_dir or path.parent) / f".final-{path.name}.{uuid.uuid4().hex[:12]}.tmp"
+    The temp file (0600) lives in the work directory, never beside the output where a crash would leave it.
+    An s3:// output is uploaded from the finished, checked temp file as one object (storage.upload)."""
+    remote = storage.is_uri(path)
+    name = Path(storage.split(path)[1]).name if remote else path.name
+    tmp = (tmp_dir or path.parent) / f".final-{name}.{uuid.uuid4().hex[:12]}.tmp"
     try:
         with open_private(tmp) as fh, pq.ParquetWriter(fh, schema, compression="zstd") as writer:
             buffer, buffered, current = [], 0, None
@@ -125,6 +129,10 @@ def _sink(path: Path, schema: pa.Schema, tables: Iterator[tuple[int, pa.Table]],
             flush()
         if expected_rows is not None:
             _expect(check, expected_rows)   # before the rename: a short output never becomes the final file
+        if remote:
+            storage.upload(tmp, path)
+            remove_quietly(tmp)
+            return
         with open(tmp, "rb") as fh:
             os.fsync(fh.fileno())
         move_into_place(tmp, path)
@@ -172,7 +180,10 @@ def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected
         _expect(check, expected_rows)
     except StorageError:
         for path in written:
-            remove_quietly(path)
+            if storage.is_uri(path):
+                storage.delete(path)
+            else:
+                remove_quietly(path)
         raise
     for old in store.stale_outputs(set(written)):   # an earlier run's files in a directory output
         try:

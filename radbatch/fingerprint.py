@@ -7,6 +7,10 @@ adapter files use it too, radbatch.models.sha256_file). It is keyed by the path
 and (size, mtime_ns, ctime_ns, inode, device): a user can set mtime back, never ctime, which every write (and
 utime, chmod, rename) moves, so an edited file always misses the cache and is hashed again. One entry per path:
 the cache grows with the number of input files seen, not with the number of runs.
+
+An s3:// object is hashed by streaming it, on every run and never cached: S3's ETag is an MD5 of the content only
+for single-part uploads, and Last-Modified (one-second resolution, set by the server) cannot tell two writes in
+the same second apart, so neither is a sound stand-in for the content.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import hashlib
 import json
 import os
 from pathlib import Path
+
+from .storage import hash_object, is_uri
 
 BLOCK = 1 << 20
 
@@ -44,6 +50,9 @@ def content_hashes(paths: list[str]) -> dict[str, str]:
         cache = {}
     out, changed = {}, False
     for p in paths:
+        if is_uri(p):   # an s3:// object: streamed and hashed on every run (storage.hash_object says why)
+            out[p] = hash_object(p)
+            continue
         path = os.path.abspath(p)
         before = _stamp(os.stat(path))
         entry = cache.get(path)

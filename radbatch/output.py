@@ -9,6 +9,10 @@ Every file radbatch writes here is owner-only (0600, folders 0700) whatever the 
 logic trusts (run.json, parts, priors, final outputs) is written to a temp file, fsynced, renamed, and its folder
 fsynced. When a run completes, the work directory keeps only run.json: parts, priors and temp files (copies of
 report text) are removed.
+
+An s3:// output (`-o s3://bucket/out.parquet`) keeps its work directory on a local disk (storage.work_dir:
+$RADBATCH_WORK_DIR or $RADBATCH_CACHE/work/<hash of the URI>.radbatch), and its final file is uploaded as one
+object when it is finished and checked (storage.upload): object stores have no atomic rename.
 """
 
 from __future__ import annotations
@@ -23,7 +27,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from .errors import StorageError
+from . import storage
+from .errors import InputError, StorageError
 from .files import DIR_MODE, fsync_dir as _fsync_dir, open_private, private_dirs, remove_quietly, write_atomic
 
 UNITS_KEY = b"radbatch.units"
@@ -31,19 +36,24 @@ META_KEY = "radbatch"
 DIR_OUTPUT_NAME = re.compile(r"\d{5}-.+\.parquet")   # one final file per input file in a directory output
 
 
-def storage_error(action: str, path: Path, exc: BaseException) -> StorageError:
+def storage_error(action: str, path: Path | str, exc: BaseException) -> StorageError:
     reason = getattr(exc, "strerror", None) or str(exc).split("\n")[0][:200]
     return StorageError(f"cannot {action} {path}: {reason}. Finished parts are kept; free space or fix "
                         "permissions and rerun the same command to resume.")
 
 
-def read_provenance(path: Path) -> dict:
-    """The provenance radbatch writes into a final file's Parquet key-value metadata."""
-    meta = pq.ParquetFile(path).metadata.metadata or {}
+def read_provenance(path: Path | str) -> dict:
+    """The provenance radbatch writes into a final file's Parquet key-value metadata (a file or an object)."""
+    source = storage.open_input(path)
+    try:
+        meta = pq.ParquetFile(source).metadata.metadata or {}
+    finally:
+        if source is not path:
+            source.close()
     return json.loads(meta.get(META_KEY.encode(), b"{}"))
 
 
-def final_run_key(path: Path) -> str | None:
+def final_run_key(path: Path | str) -> str | None:
     try:
         return read_provenance(path).get("run_key")
     except (OSError, pa.ArrowException, ValueError):
@@ -52,9 +62,18 @@ def final_run_key(path: Path) -> str | None:
 
 class RunStore:
     def __init__(self, output: str):
-        self.dir_mode = output.endswith(os.sep) or Path(output).is_dir()
-        self.output = Path(output)
-        self.work = self.output / "_radbatch" if self.dir_mode else Path(output + ".radbatch")
+        storage.check_uri(output, "the output (-o)")
+        self.remote = storage.is_uri(output)
+        if self.remote:
+            if output.endswith("/"):
+                raise InputError("-o s3://bucket/prefix/ (one object per input file) is not supported; name one "
+                                 "output object, e.g. -o s3://bucket/annotated.parquet")
+            self.dir_mode, self.output = False, output   # a URI string: Path would fold its '//'
+            self.work = storage.work_dir(output)
+        else:
+            self.dir_mode = output.endswith(os.sep) or Path(output).is_dir()
+            self.output = Path(output)
+            self.work = self.output / "_radbatch" if self.dir_mode else Path(output + ".radbatch")
         self.parts = self.work / "parts"
 
     # -- state -----------------------------------------------------------------------------------------
@@ -71,7 +90,7 @@ class RunStore:
             except (OSError, ValueError):
                 return None
             return info.get("run_key") if info.get("complete") else None
-        return final_run_key(self.output) if self.output.exists() else None
+        return final_run_key(self.output) if self._output_exists() else None
 
     def run_info(self) -> dict | None:
         """run.json of this output's run, finished or not (run key, key material, the routing it started
@@ -92,7 +111,15 @@ class RunStore:
 
     def output_taken(self) -> bool:
         """A single-file output path that exists but is not a radbatch output of any run."""
-        return not self.dir_mode and self.output.exists() and final_run_key(self.output) is None
+        return not self.dir_mode and self._output_exists() and final_run_key(self.output) is None
+
+    def _output_exists(self) -> bool:
+        if not self.remote:
+            return self.output.exists()
+        try:
+            return storage.exists(self.output)
+        except InputError as exc:   # listing the bucket failed: say so as a storage problem
+            raise StorageError(str(exc).replace("cannot read", "cannot check the output")) from None
 
     def begin(self, run_key: str, material: dict, restart: bool, routing: dict | None = None) -> None:
         """Start or continue the run. `restart` wipes the work directory (and a directory output's final files)

@@ -251,7 +251,8 @@ class _PartWriter:
 
 def _count(summary: RunSummary, outputs, plan: Plan) -> None:
     import polars as pl
-    lf = pl.concat([pl.scan_parquet(p) for p in outputs], how="diagonal_relaxed")
+    from .storage import scan   # a local file or an s3:// object
+    lf = pl.concat([scan(p) for p in outputs], how="diagonal_relaxed")
     names = lf.collect_schema().names()
     exprs = [pl.len().alias("__rows")]
     for h in plan.heads:

@@ -21,6 +21,7 @@ import pyarrow as pa
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
+from . import storage
 from .archive import InputFile, iter_units
 from .executor_ray import Pending, UnitRef
 
@@ -102,7 +103,7 @@ def unit_tables(f: InputFile, units: list[UnitRef], encoding: str, text_columns:
 def _parquet_unit_tables(f: InputFile, units: list[UnitRef]) -> Iterator[tuple[UnitRef, pa.Table]]:
     """Reads only the row groups the units cover (a unit may span two row groups)."""
     import pyarrow.parquet as pq
-    pf = pq.ParquetFile(f.path)
+    pf = pq.ParquetFile(storage.open_input(f.path))   # a local path or an s3:// object
     bounds, first = [], 0
     for i in range(pf.metadata.num_row_groups):
         n = pf.metadata.row_group(i).num_rows
@@ -170,7 +171,7 @@ class UnitDatasource(Datasource):
         and a one-row-group file is one task (its units become separate blocks downstream)."""
         import numpy as np
         import pyarrow.parquet as pq
-        meta = pq.ParquetFile(f.path).metadata
+        meta = pq.ParquetFile(storage.open_input(f.path)).metadata
         rg_starts = np.cumsum([0] + [meta.row_group(i).num_rows for i in range(meta.num_row_groups)])[:-1]
         group_of = np.searchsorted(rg_starts, starts, side="right") - 1
         cuts, rows, first = [], 0, 0   # rows in the group that starts at index `first`
@@ -185,8 +186,10 @@ class UnitDatasource(Datasource):
         encoding, text_columns, unit_size, priors_path = self.encoding, self.text_columns, self.unit_size, \
             self.priors_path
         units = Pending(unit_size, {f.index: starts}, {f.index: self.units.rows[f.index]})
+        s3 = storage.settings()   # the driver's endpoint for s3:// inputs (credentials come from the node)
 
         def read():
+            storage.use(s3)
             refs = units.refs(f.index)
             priors = UnitPriors(priors_path, f.index, refs[0].start, refs[-1].start + refs[-1].rows)
             return (_unit_row(f, u, table, priors.take(u.start, u.rows))

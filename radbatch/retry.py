@@ -17,6 +17,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from . import storage
 from .output import RunStore
 
 PART_ROWS = 16_384    # rows per part written back: finalize reads a part whole, so parts stay small
@@ -33,7 +34,7 @@ def reopen_with_errors_removed(store: RunStore, plan) -> int:
         present.setdefault(int(f), []).append(int(start))
     bad_units = 0
     for path in store.final_paths(plan.files):
-        if not path.exists():
+        if not storage.exists(path):   # a local file or an s3:// object
             continue
         status_cols = [h.col("status") for h in plan.heads]
         bad = _failed_units(path, status_cols, index, plan.opts.unit_size)
@@ -52,7 +53,7 @@ def _file_indexes(names: pa.Array, index: dict[str, int]) -> np.ndarray:
 
 def _failed_units(path: Path, status_cols: list[str], index: dict[str, int], size: int) -> dict[int, np.ndarray]:
     """file index -> sorted first rows of the units holding a row with an errored or truncated head."""
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(storage.open_input(path))
     present = [c for c in status_cols if c in pf.schema_arrow.names]
     found: dict[int, set[int]] = {}
     if present:
@@ -72,7 +73,7 @@ def _failed_units(path: Path, status_cols: list[str], index: dict[str, int], siz
 def _write_kept(store: RunStore, path: Path, bad: dict[int, np.ndarray], index: dict[str, int], size: int) -> None:
     """Stream the final file's rows outside the `bad` units back into parts of whole units, with the part
     layout of a normal run (`_source_index` before `source_file`, no `id_duplicated`, the declared types)."""
-    pf = pq.ParquetFile(path)
+    pf = pq.ParquetFile(storage.open_input(path))
     names = [c for c in pf.schema_arrow.names if c != "id_duplicated"]
     order = list(names)
     order.insert(order.index("source_file"), "_source_index")
