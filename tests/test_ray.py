@@ -187,9 +187,26 @@ def test_ray_cluster_output_equals_local(cluster, archive, local_output, tmp_pat
     assert set(df["m_staging__stage"].drop_nulls()) <= {"M0", "M1"}
     assert read_provenance(out)["options"]["executor"] == "ray"
     assert read_provenance(local_output)["options"]["executor"] == "local"
+    # What ran is what the start line and the metadata say: --workers is per node, so 2 annotators of 1 thread.
+    assert re.search(r"radbatch: 1 input file\(s\), 2 head\(s\), 2 worker\(s\) x 1 thread\(s\)", r.stderr), r.stderr
+    assert {k: read_provenance(out)["options"][k] for k in ("workers", "threads")} == {"workers": 2, "threads": 1}
     # The same command again: nothing to do, whichever executor wrote it.
     again = _run(_cmd(archive, out, "--executor", "ray", "--ray-address", cluster.address))
     assert again.returncode == 0 and again.stdout.startswith("Nothing to do:")
+
+
+def test_ray_run_records_the_annotators_that_ran_not_the_drivers_default(cluster, archive, tmp_path):
+    """Without --workers/--threads the layout follows each node's CPUs (head 2: one actor of 2 threads; node 1:
+    one actor of 1 thread; one spec for all: the smallest, 1 thread). The metadata and the start line record those
+    2 annotators x 1 thread, not the driver's local default (which this 2-core driver would put at 1 x 2)."""
+    out = tmp_path / "default.parquet"
+    r = _run([str(BIN / "radbatch"), "annotate", str(archive), "-o", str(out), "--tasks", TASKS, "--model", MODEL,
+              "--limit", "8", "--executor", "ray", "--ray-address", cluster.address])
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"ray: 2 node\(s\), 2 annotator\(s\) of 1 thread\(s\)", r.stderr), r.stderr
+    assert re.search(r"radbatch: 1 input file\(s\), 2 head\(s\), 2 worker\(s\) x 1 thread\(s\)", r.stderr), r.stderr
+    options = read_provenance(out)["options"]
+    assert (options["executor"], options["workers"], options["threads"]) == ("ray", 2, 1)
 
 
 def test_ray_run_killed_midway_resumes_to_the_same_output(cluster, archive, local_output, tmp_path):
@@ -359,7 +376,7 @@ def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
     """The read tasks give the pending units (and only them) with the rows and types the local executor reads."""
     from radbatch.archive import inspect, iter_units
     import numpy as np
-    from radbatch.executor_ray import Pending
+    from radbatch.job import Pending
     from radbatch.ray_data import UnitDatasource, from_ipc
     texts = [REPORTS[i % len(REPORTS)] for i in range(50)]
     path = write_reports(tmp_path / ("a.csv" if fmt == "csv" else "a.parquet"), texts=texts,
@@ -382,20 +399,16 @@ def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
         assert table.schema == local[start].schema and table.equals(local[start])
 
 
-def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
-    """The Ray driver plans the same units (ids, rows, --limit across files, done units skipped), and its read
-    tasks give each unit the same prior reports as the local executor's `_units`."""
+def test_the_job_cuts_units_once_and_both_executors_read_them_with_the_same_priors(tmp_path):
+    """The job plans the units once (ids, rows, --limit across files, done units skipped); the local executor
+    reads exactly those units, and Ray's read tasks give each the same prior reports as the local executor."""
     import pyarrow as pa
     from radbatch.archive import ColumnOptions
-    from radbatch.executor_ray import unit_refs
+    from radbatch.job import cut_units, plan_job
     from radbatch.output import RunStore
-    from radbatch.pipeline import RunSummary, _priors, _units
+    from radbatch.pipeline import read_units
     from radbatch.plan import AnnotateOptions, build_plan
     from radbatch.ray_data import UnitPriors
-
-    class Progress:
-        def update(self, n):
-            pass
 
     paths = []
     for k, n in enumerate((19, 12)):
@@ -410,14 +423,14 @@ def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
     plan = build_plan(opts)
     store = RunStore(opts.output)
     store.begin(plan.run_key, plan.key_material, False)
-    done = {"0:8": None}
-    local_summary, ray_summary = RunSummary(), RunSummary()
-    local = list(_units(plan, store, done, local_summary, Progress()))
-    refs = list(unit_refs(plan, done, ray_summary, Progress()))
-    priors_path = str(_priors(plan, store))
+    job = plan_job(plan, store)
+    job.pending, job.total_rows, job.done_rows = cut_units(plan, {"0:8": None})   # as if unit 0:8 were written
+    local = list(read_units(job))
+    refs = list(job.pending)
+    priors_path = job.priors_path
     assert [(w.file_index, w.start_row, w.table.num_rows) for w in local] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
     assert [(u.file_index, u.start, u.rows) for u in refs] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
-    assert local_summary.rows == ray_summary.rows == 27
+    assert (job.total_rows, job.done_rows) == (27, 8)
     with_priors = 0
     for w, u in zip(local, refs):
         local_priors = {w.start_row + i: row.prior for i, row in enumerate(w.inputs) if row and row.prior}
