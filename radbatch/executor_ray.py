@@ -238,9 +238,8 @@ class RayExecutor:
 
     def parts(self) -> Iterator[tuple[int, str, object]]:
         """(file index, unit id, part table) for every pending unit, as units finish (not in input order)."""
-        if self.ray is None:
-            return iter(())
-        return _run(self.ray, self.job, self.slots, self.ran)
+        if self.ray is not None:   # None: nothing pending, Ray never started
+            yield from _run(self.ray, self.job, self.slots, self.ran)
 
     def close(self) -> None:
         if self.ray is not None:

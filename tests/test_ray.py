@@ -439,6 +439,29 @@ def test_the_job_cuts_units_once_and_both_executors_read_them_with_the_same_prio
     assert with_priors > 0
 
 
+def test_a_ray_run_with_nothing_pending_starts_no_ray_and_records_no_annotator(tmp_path):
+    """Every unit already in parts (killed while finalizing): no Ray is started, no annotator ran (0 x 0)."""
+    from radbatch.executor_ray import RayExecutor
+    from radbatch.job import Parallelism, cut_units, plan_job
+    from radbatch.output import RunStore
+    from radbatch.plan import AnnotateOptions, build_plan
+    path = write_reports(tmp_path / "a.parquet", 12)
+    opts = AnnotateOptions((str(path),), str(tmp_path / "out.parquet"), tasks="m_staging", model=MODEL,
+                           executor="ray", ray_address=f"127.0.0.1:{_free_port()}")   # nothing listens there
+    plan = build_plan(opts)
+    store = RunStore(opts.output)
+    store.begin(plan.run_key, plan.key_material, False)
+    job = plan_job(plan, store)
+    job.pending, job.total_rows, job.done_rows = cut_units(plan, {"0:0": None, "0:8": None})
+    assert (len(job.pending), job.total_rows, job.done_rows) == (0, 12, 12)
+    executor = RayExecutor(job)
+    assert executor.resolve() == Parallelism(0, 0)
+    parts = executor.parts()
+    assert list(parts) == [] and executor.ray is None
+    parts.close()
+    executor.close()
+
+
 def _private_env(tmp_path: Path) -> dict:
     home = tmp_path / "home"
     home.mkdir(exist_ok=True)
