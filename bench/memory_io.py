@@ -96,7 +96,6 @@ def _annotate(args: list[str], marker: Path | None = None) -> tuple[float, Watch
 
 def memory(n_reports: int, threads: int) -> float:
     """Prints peak RSS per worker for both engines; returns the batched run's seconds per report."""
-    from radbatch.engine_batched import BatchSettings
     from radbatch.models import embedded_path
     import llama_cpp as L
 
@@ -111,7 +110,7 @@ def memory(n_reports: int, threads: int) -> float:
     cell = n_layer * 2 * n_head_kv * (n_embd // n_head) * 2   # K and V, f16
     plan, _ = workload.units(path)
     (spec,) = plan.models.values()
-    settings = BatchSettings.from_extra({})
+    settings = plan.settings.batch   # RADBATCH_BATCHED, read once by build_plan
     n_ctx = spec.context_size
     cells = (settings.n_parallel + settings.n_prefix) * n_ctx   # one stream of n_ctx cells per sequence
     size = model.stat().st_size

@@ -10,7 +10,7 @@ sampled every 20 ms) is the figure; the workers' peak is printed too.
     bench/exclusive .venv/bin/python bench/memory_retry.py --rows 1000000 --errors 5 --dir /tmp/memretry
     bench/exclusive .venv/bin/python bench/memory_retry.py --rows 1000000 --ray-plan --dir /tmp/memretry
 
-`--ray-plan` measures the Ray driver's planning step alone (`executor_ray.unit_refs` over a million pending rows
+`--ray-plan` measures the Ray driver's planning step alone (`job.cut_units` over a million pending rows
 with the temporal head's priors; no Ray cluster is started): the peak RSS of that process before and after.
 Set PYTHONPATH to the checkout to measure (e.g. /work/main for the code before a change).
 """
@@ -128,8 +128,7 @@ def ray_plan(src: Path, work: Path, prepare: bool) -> None:
     """The Ray driver's plan of a fully pending run with the temporal head: its RSS before and after (the plan
     still held) and the process's peak. The priors file is built first in another process (`prepare`), so
     polars' memory for it does not count."""
-    from radbatch.executor_ray import unit_refs
-    from radbatch.pipeline import RunSummary
+    from radbatch.job import cut_units
     from radbatch.plan import AnnotateOptions, build_plan
     from radbatch.archive import ColumnOptions
     from radbatch.priors import build_priors
@@ -137,16 +136,12 @@ def ray_plan(src: Path, work: Path, prepare: bool) -> None:
     plan = build_plan(AnnotateOptions((str(src),), str(work / "ray.parquet"), tasks="temporal_comparison",
                                       columns=cols, executor="ray"))
     work.mkdir(parents=True, exist_ok=True)
-    priors = build_priors(plan.files, cols, "utf-8", work, None)
+    build_priors(plan.files, cols, "utf-8", work, None)   # as the run would, before planning its units
     if prepare:
         return
     base = _status("VmRSS")
     t0 = time.monotonic()
-
-    class _Bar:
-        def update(self, n):
-            pass
-    units = unit_refs(plan, {}, RunSummary(), _Bar(), priors)
+    units, _, _ = cut_units(plan, {})
     n = len(units)   # a list of UnitRefs before, a compact Pending after
     print(json.dumps({"what": "ray plan", "units": n, "seconds": round(time.monotonic() - t0, 1),
                       "rss_before_plan_mib": round(base / 2**20), "rss_with_plan_mib": round(_status("VmRSS") / 2**20),

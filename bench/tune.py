@@ -10,7 +10,7 @@ and the best setting as the line to export:
 
     export RADBATCH_BATCHED="n_parallel=32,n_batch=256"
 
-Every radbatch worker reads RADBATCH_BATCHED when it builds its batched engine (unknown names are errors).
+radbatch reads RADBATCH_BATCHED once when it plans a run and ships it to every worker (unknown names are errors).
 """
 
 from __future__ import annotations

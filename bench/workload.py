@@ -155,6 +155,6 @@ def units(path: Path, profile: str | None = None, tasks: str | None = None, limi
 
 
 def worker_spec(plan, threads: int, engine: str, **extra):
-    from radbatch.engine import WorkerSpec
+    from radbatch.engine import BatchSettings, WorkerSpec
     return WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads, engine=engine,
-                      extra=extra)
+                      batch=BatchSettings.from_extra(extra))

@@ -7,7 +7,7 @@ prompt, so the heads of one report (report-first layout) prefill the report only
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from .models import ModelSpec
 from .prompts import Prompt
@@ -55,16 +55,62 @@ class Completion:
     confidence: dict | None = field(default=None, compare=False)
 
 
+BATCHED_ENV = "RADBATCH_BATCHED"
+
+
+@dataclass(frozen=True)
+class BatchSettings:
+    """Tuning knobs of the batched engine (engine_batched.py); defaults measured on 2 cores, docs/performance.md.
+    Users set them with RADBATCH_BATCHED (`n_parallel=16,n_batch=512`, as bench/tune.py prints it), read once on
+    the driver (settings.Settings) and shipped to every worker in WorkerSpec.batch."""
+
+    n_parallel: int = 16   # sequences generating at once (each holds a KV stream of the model's context size)
+    n_prefix: int = 6      # extra KV streams for shared prefixes (system prompt, reports, findings)
+    n_batch: int = 512     # most prompt tokens per llama_decode call (as LlamaEngine)
+
+    @classmethod
+    def from_extra(cls, extra: dict) -> "BatchSettings":
+        """Settings by name over the defaults. Unknown names and bad values are errors."""
+        known = [f.name for f in fields(cls)]
+        unknown = sorted(set(extra) - set(known))
+        if unknown:
+            raise ValueError(f"Unknown batched engine setting(s) {', '.join(unknown)} (from {BATCHED_ENV}). "
+                             f"Known: {', '.join(known)}")
+        values = {}
+        for name, raw in extra.items():
+            try:
+                values[name] = int(raw)
+            except ValueError:
+                raise ValueError(f"batched engine setting {name} must be an integer, not {raw!r}") from None
+            if values[name] < 2:
+                raise ValueError(f"batched engine setting {name} must be at least 2, not {values[name]}")
+        return cls(**values)
+
+    @classmethod
+    def from_text(cls, text: str) -> "BatchSettings":
+        """`n_parallel=16,n_batch=512` (the RADBATCH_BATCHED syntax)."""
+        out = {}
+        for item in filter(None, (x.strip() for x in text.split(","))):
+            name, eq, value = item.partition("=")
+            if not eq:
+                raise ValueError(f"{BATCHED_ENV}: expected name=value, got {item!r} (e.g. n_parallel=16,n_batch=512)")
+            out[name.strip()] = value.strip()
+        return cls.from_extra(out)
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
-    """Shipped to every worker; workers build their engines from it (never pickled models)."""
+    """Shipped to every worker (pool process or Ray actor); workers build their engines from it (never pickled
+    models) and read no settings from their environment: everything they need was decided on the driver."""
 
     models: dict[str, ModelSpec]
     grammars: dict[str, str]   # task id -> GBNF
     threads: int
     seed: int = 0
     engine: str = "simple"
-    extra: dict = field(default_factory=dict)
+    batch: BatchSettings = field(default_factory=BatchSettings)
+    # Test-only fault injection (pool.crash_if_asked, RADBATCH_TEST_CRASH_UNIT syntax); empty in production.
+    test_faults: str = ""
 
 
 class LlamaEngine:
@@ -149,10 +195,9 @@ def build_engines(spec: WorkerSpec, needed: set[str]) -> dict[str, LlamaEngine]:
         engines = {name: RulesEngine(spec.models[name]) for name in sorted(rules)}
     needed = set(needed) - rules
     if spec.engine == "batched":
-        from .engine_batched import BatchedEngine, BatchSettings
-        settings = BatchSettings.from_extra(spec.extra)
+        from .engine_batched import BatchedEngine
         return {**engines, **{name: BatchedEngine(spec.models[name], spec.threads, spec.seed, spec.grammars,
-                                                  settings) for name in sorted(needed)}}
+                                                  spec.batch) for name in sorted(needed)}}
     return {**engines, **{name: LlamaEngine(spec.models[name], spec.threads, spec.seed, spec.grammars)
                           for name in sorted(needed)}}
 

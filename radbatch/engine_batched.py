@@ -34,59 +34,19 @@ from __future__ import annotations
 
 import ctypes
 import logging
-import os
 import time
 from collections import deque
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 
-from .engine import Completion, Request, progress_step
+# BatchSettings lives with WorkerSpec, which ships it to the workers; importable from here as before (bench/).
+from .engine import BATCHED_ENV as ENV_VAR, BatchSettings, Completion, Request, progress_step  # noqa: F401
 from .models import ModelSpec
 from .prompts import Prompt
 
-ENV_VAR = "RADBATCH_BATCHED"
 MIN_SHARED = 8  # a shared prefix shorter than this is decoded per sequence (not worth a sequence of its own)
 TOP_K = (64, 1024)  # a grammar-rejected argmax: these many best tokens are tried before masking the vocabulary
 STATS = ("steps", "prompt_calls", "decode_s", "prompt_s", "copies", "sample_s", "prompt_tokens", "gen_tokens",
          "top_masks", "full_masks", "full_mask_s", "run_s", "confidence_s")
-
-
-@dataclass(frozen=True)
-class BatchSettings:
-    """Tuning knobs (WorkerSpec.extra or RADBATCH_BATCHED); defaults measured on 2 cores, docs/performance.md."""
-
-    n_parallel: int = 16   # sequences generating at once (each holds a KV stream of the model's context size)
-    n_prefix: int = 6      # extra KV streams for shared prefixes (system prompt, reports, findings)
-    n_batch: int = 512     # most prompt tokens per llama_decode call (as LlamaEngine)
-
-    @classmethod
-    def from_extra(cls, extra: dict) -> "BatchSettings":
-        """WorkerSpec.extra over the RADBATCH_BATCHED environment variable (`n_parallel=16,n_batch=512`,
-        as bench/tune.py prints it) over the defaults. Unknown names and bad values are errors."""
-        known = [f.name for f in fields(cls)]
-        merged = {**_parse_env(os.environ.get(ENV_VAR, "")), **extra}
-        unknown = sorted(set(merged) - set(known))
-        if unknown:
-            raise ValueError(f"Unknown batched engine setting(s) {', '.join(unknown)} (from WorkerSpec.extra or "
-                             f"{ENV_VAR}). Known: {', '.join(known)}")
-        values = {}
-        for name, raw in merged.items():
-            try:
-                values[name] = int(raw)
-            except ValueError:
-                raise ValueError(f"batched engine setting {name} must be an integer, not {raw!r}") from None
-            if values[name] < 2:
-                raise ValueError(f"batched engine setting {name} must be at least 2, not {values[name]}")
-        return cls(**values)
-
-
-def _parse_env(text: str) -> dict[str, str]:
-    out = {}
-    for item in filter(None, (x.strip() for x in text.split(","))):
-        name, eq, value = item.partition("=")
-        if not eq:
-            raise ValueError(f"{ENV_VAR}: expected name=value, got {item!r} (e.g. n_parallel=16,n_batch=512)")
-        out[name.strip()] = value.strip()
-    return out
 
 
 @dataclass(eq=False)

@@ -27,6 +27,7 @@ from typing import Iterator
 
 from . import __version__
 from .errors import EngineError, InputError
+from .job import Job, Parallelism
 from .models import sha256_file
 from .plan import worker_memory
 
@@ -217,79 +218,6 @@ def _check_reachable(address: str | None) -> None:
 
 
 # -- the run ---------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class UnitRef:
-    """A work unit to read: (file, first row, rows) as the local executor cuts it."""
-
-    file_index: int
-    start: int
-    rows: int
-
-    @property
-    def unit_id(self) -> str:
-        return f"{self.file_index}:{self.start}"
-
-
-@dataclass
-class Pending:
-    """The pending units of a run, held compactly so the driver's memory does not grow with the archive (a
-    million rows are 125,000 units): per input file, the first rows of its pending units as one int64 array, and
-    the file's rows within --limit. Priors are not held: each read task reads its units' priors from
-    priors.parquet next to their rows (ray_data.UnitPriors)."""
-
-    unit_size: int
-    starts: dict          # file index -> np.ndarray of first rows, ascending
-    rows: dict            # file index -> rows of the file within --limit
-
-    def __len__(self) -> int:
-        return sum(len(s) for s in self.starts.values())
-
-    def refs(self, file_index: int, starts=None) -> list[UnitRef]:
-        rows, size = self.rows[file_index], self.unit_size
-        starts = self.starts[file_index] if starts is None else starts
-        return [UnitRef(file_index, s, min(size, rows - s)) for s in starts.tolist()]
-
-    def pending_rows(self, file_index: int) -> int:
-        import numpy as np
-        starts = self.starts.get(file_index)
-        if starts is None or not len(starts):
-            return 0
-        return int(np.minimum(self.unit_size, self.rows[file_index] - starts).sum())
-
-    def __iter__(self) -> Iterator[UnitRef]:
-        for index in sorted(self.starts):
-            yield from self.refs(index)
-
-
-def unit_refs(plan, done: dict, summary, progress, priors_path=None) -> Pending:
-    """The local executor's work units (file, first row, rows) from the files' row counts, cut by --limit as
-    `pipeline._units` cuts them; units already in parts count as done. CSV files, whose row count is not in
-    their metadata, are counted with one streaming pass here. (priors_path: unused; read tasks read priors.)"""
-    import numpy as np
-    from .archive import iter_batches
-    o = plan.opts
-    size = o.unit_size
-    done_starts: dict[int, list[int]] = {}
-    for unit in done:
-        index, start = unit.split(":")
-        done_starts.setdefault(int(index), []).append(int(start))
-    remaining, pending = o.limit, Pending(size, {}, {})
-    for f in plan.files:
-        rows = f.rows
-        if rows is None:
-            rows = sum(b.num_rows for b in iter_batches(f, o.encoding, o.columns.text_columns()))
-        if remaining is not None:
-            rows = min(rows, remaining)
-            remaining -= rows
-        starts = np.arange(0, rows, size, dtype=np.int64)
-        is_done = np.isin(starts, np.array(done_starts.get(f.index, []), dtype=np.int64))
-        summary.rows += rows
-        if is_done.any():
-            progress.update(int(np.minimum(size, rows - starts[is_done]).sum()))
-        pending.starts[f.index], pending.rows[f.index] = starts[~is_done], rows
-    return pending
-
-
 def reservation(slots: list[NodeSlots]) -> float:
     """CPUs each annotator reserves: the smallest per-node share, lowered where needed so that at least one node
     keeps TASK_CPUS free for Ray Data's read and repartition tasks (else they wait forever)."""
@@ -303,29 +231,44 @@ def reservation(slots: list[NodeSlots]) -> float:
     return round(room, 4)
 
 
-def run_units(plan, done: dict, summary, progress, priors_path) -> Iterator[tuple[int, str, object]]:
-    """(file index, unit id, part table) for every pending unit, as units finish (not in input order)."""
-    units = unit_refs(plan, done, summary, progress)
-    if not len(units):
-        return
-    o = plan.opts
-    ray = connect(o.ray_address)
-    try:
-        yield from _run(ray, plan, units, priors_path)
-    finally:
-        ray.shutdown()  # disconnects; stops the Ray this run started, never a cluster's
+class RayExecutor:
+    """The job as a Ray Data pipeline: `resolve` connects and lays the annotators out over the nodes (what it
+    returns is what runs), `parts` checks the nodes and runs the pipeline, `close` disconnects."""
+
+    def __init__(self, job: Job):
+        self.job, self.ray, self.slots = job, None, []
+        self.ran = Parallelism(0, 0)
+
+    def resolve(self) -> Parallelism:
+        if not len(self.job.pending):
+            return self.ran   # nothing to annotate: no Ray, no annotator
+        o = self.job.plan.opts
+        self.ray = connect(o.ray_address)
+        self.slots = layout(self.ray.nodes(), o.workers, o.threads)
+        if not self.slots:
+            raise EngineError("the Ray cluster has no alive node with CPUs to run annotators on")
+        # One WorkerSpec for all annotators: --threads, else the smallest node's per-actor threads.
+        self.ran = Parallelism(sum(s.workers for s in self.slots), o.threads or min(s.threads for s in self.slots))
+        return self.ran
+
+    def parts(self) -> Iterator[tuple[int, str, object]]:
+        """(file index, unit id, part table) for every pending unit, as units finish (not in input order)."""
+        if self.ray is not None:   # None: nothing pending, Ray never started
+            yield from _run(self.ray, self.job, self.slots, self.ran)
+
+    def close(self) -> None:
+        if self.ray is not None:
+            self.ray.shutdown()  # disconnects; stops the Ray this run started, never a cluster's
+            self.ray = None
 
 
-def _run(ray, plan, units: Pending, priors_path) -> Iterator[tuple[int, str, object]]:
+def _run(ray, job: Job, slots: list[NodeSlots], ran: Parallelism) -> Iterator[tuple[int, str, object]]:
     import numpy as np
     from ray.data import ActorPoolStrategy, DataContext
     from .archive import absolute
-    from .engine import WorkerSpec
-    from .ray_data import UnitAnnotator, UnitDatasource, UnitJob, from_ipc
+    from .ray_data import UnitAnnotator, UnitDatasource, from_ipc
+    plan, units, priors_path = job.plan, job.pending, job.priors_path
     o = plan.opts
-    slots = layout(ray.nodes(), o.workers, o.threads)
-    if not slots:
-        raise EngineError("the Ray cluster has no alive node with CPUs to run annotators on")
     models = [plan.models[n] for n in sorted(plan.models)]
     named = [(f"model {m.name!r}", m.path) for m in models if not m.is_rules]  # rules: code, not a file
     named += [(f"adapter of model {m.name!r}", m.adapter) for m in models if m.adapter]
@@ -334,12 +277,10 @@ def _run(ray, plan, units: Pending, priors_path) -> Iterator[tuple[int, str, obj
     files += [("input", absolute(f.path), f.size, None) for f in plan.files if f.index in wanted]
     if priors_path is not None:   # read tasks read the units' prior reports from the work directory
         files.append(("prior reports", os.path.abspath(priors_path), Path(priors_path).stat().st_size, None))
-    check_nodes(ray, slots, files, worker_memory(models, o.engine) if models else 0)
+    check_nodes(ray, slots, files, worker_memory(models, o.engine, job.settings.batch) if models else 0)
 
-    threads = o.threads or min(s.threads for s in slots)
-    actors, cpus = sum(s.workers for s in slots), reservation(slots)
-    spec = WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads, engine=o.engine)
-    job = UnitJob(o.columns, plan.heads, plan.head_models, plan.recipes.profiles, plan.keep, o.chexpert_numeric)
+    threads, actors, cpus = ran.threads, ran.workers, reservation(slots)
+    spec = job.worker_spec(threads)
     import logging
     logging.getLogger("ray.data").setLevel(logging.WARNING)  # no execution plans and stats on the console
     ctx = DataContext.get_current()
@@ -353,7 +294,7 @@ def _run(ray, plan, units: Pending, priors_path) -> Iterator[tuple[int, str, obj
                             os.path.abspath(priors_path) if priors_path is not None else None)
     ds = (ray.data.read_datasource(source, override_num_blocks=max(1, actors) * 2)
           .repartition(target_num_rows_per_block=1)
-          .map_batches(UnitAnnotator, fn_constructor_args=(spec, set(plan.models), job), batch_size=1,
+          .map_batches(UnitAnnotator, fn_constructor_args=(spec, set(plan.models), job.rows), batch_size=1,
                        batch_format="pyarrow", zero_copy_batch=True,
                        compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
                        num_cpus=cpus, scheduling_strategy="SPREAD", max_restarts=-1,
@@ -391,7 +332,7 @@ def _run(ray, plan, units: Pending, priors_path) -> Iterator[tuple[int, str, obj
     if dropped:
         _say(o.quiet, f"ray: gave up on {len(dropped)} unit(s) after {MAX_ATTEMPTS} tries each: "
                       f"{', '.join(u.unit_id for u in dropped)}; their rows are marked failed")
-        yield from failed_parts(plan, dropped, GIVE_UP, priors_path)
+        yield from failed_parts(job, dropped, GIVE_UP)
 
 
 def _tolerated(units: int) -> int:
@@ -400,28 +341,23 @@ def _tolerated(units: int) -> int:
 
 
 def _actor_env(threads: int) -> dict[str, str]:
-    env = {"OMP_NUM_THREADS": str(threads)}
-    if os.environ.get("RADBATCH_TEST_CRASH_UNIT"):  # test-only fault injection (pool.crash_if_asked)
-        env["RADBATCH_TEST_CRASH_UNIT"] = os.environ["RADBATCH_TEST_CRASH_UNIT"]
-    return env
+    """Settings reach the actors in the WorkerSpec; the environment only pins OpenMP's threads."""
+    return {"OMP_NUM_THREADS": str(threads)}
 
 
-def failed_parts(plan, units: list, failure: str, priors_path=None) -> Iterator[tuple[int, str, object]]:
+def failed_parts(job: Job, units: list, failure: str) -> Iterator[tuple[int, str, object]]:
     """Part tables for units that could not be annotated: the units are read again here, on the driver, and
     every row comes out with status failed and `failure` as each head's error, as the local executor does."""
     from .ray_data import UnitPriors, unit_tables
-    from .rows import assemble, prepare
-    o = plan.opts
-    for f in plan.files:
+    o = job.plan.opts
+    for f in job.plan.files:
         mine = sorted((u for u in units if u.file_index == f.index), key=lambda u: u.start)
         if not mine:
             continue
-        priors = UnitPriors(priors_path, f.index, mine[0].start, mine[-1].start + mine[-1].rows)
+        priors = UnitPriors(job.priors_path, f.index, mine[0].start, mine[-1].start + mine[-1].rows)
         for u, table in unit_tables(f, mine, o.encoding, o.columns.text_columns(), o.unit_size):
-            work = prepare(f.index, f.path, u.start, table, o.columns, plan.heads, plan.head_models,
-                           plan.recipes.profiles, priors.take(u.start, u.rows))
-            yield f.index, u.unit_id, assemble(work, plan.heads, None, failure, plan.keep, plan.head_models,
-                                               o.chexpert_numeric)
+            work = job.rows.prepare(f.index, f.path, u.start, table, priors.take(u.start, u.rows))
+            yield f.index, u.unit_id, job.rows.assemble(work, None, failure)
 
 
 def _say(quiet: bool, message: str) -> None:

@@ -1,4 +1,4 @@
-"""annotate: batches -> work units -> worker pool -> rows rejoined by identity -> parts -> final Parquet.
+"""annotate: plan -> job (pending units) -> an executor (local pool or Ray) -> part tables -> parts -> final Parquet.
 
 Resume: units already in readable parts are skipped, so a rerun after Ctrl-C, kill -9 or power loss
 continues where it stopped; a finished output with the same run key means nothing to do.
@@ -6,25 +6,21 @@ continues where it stopped; a finished output with the same run key means nothin
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from . import __version__
 from .archive import iter_units
-from .engine import WorkerSpec
-from .errors import InputError, StorageError, working_on
+from .errors import StorageError, working_on
 from .finalize import finalize
+from .job import Job, Parallelism, plan_job
 from .output import RunStore
 from .plan import AnnotateOptions, Plan, build_plan, check_memory, default_parallelism
-from .priors import PriorCursor, build_priors
+from .priors import PriorCursor
 from .result_store import RunCache
-from .rows import UnitWork, assemble, prepare
-
-# A part is flushed every PART_ROWS rows or PART_SECONDS, bounding the work a crash can lose.
-PART_ROWS = int(os.environ.get("RADBATCH_PART_ROWS", "256"))
-PART_SECONDS = float(os.environ.get("RADBATCH_PART_SECONDS", "30"))
+from .rows import UnitWork
+from .settings import PartFlush
 
 
 class Interrupted(Exception):
@@ -56,13 +52,14 @@ class RunSummary:
         return sum(c.get("error", 0) + c.get("truncated", 0) for c in self.head_counts.values())
 
 
-def _provenance(plan: Plan, workers: int, threads: int) -> dict:
+def _provenance(plan: Plan, ran: Parallelism) -> dict:
+    """workers and threads are what the executor ran (Ray: annotators over all nodes), not what was asked."""
     return {
         "radbatch_version": __version__, "run_key": plan.run_key, "recipes": plan.key_material["recipes"],
         "models": {n: {"path": m.path, "adapter": m.adapter, **plan.hashes[n], "licence": m.licence,
                        "profile": m.profile} for n, m in plan.models.items()},
         "routing": plan.key_material["routing"], "routing_status": plan.routing.status,
-        "options": {**plan.key_material, "workers": workers, "threads": threads, "engine": plan.opts.engine,
+        "options": {**plan.key_material, "workers": ran.workers, "threads": ran.threads, "engine": plan.opts.engine,
                     "executor": plan.opts.executor},
         "questions": {f"radiology_qa{h.suffix}": h.question for h in plan.heads if h.question},
     }
@@ -98,11 +95,11 @@ def _open_store(plan: Plan) -> tuple[RunStore | None, bool]:
 
 
 def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] | None = None) -> RunSummary:
+    """on_start(plan, workers, threads) is called once the executor has resolved what will run."""
     t0 = time.monotonic()
     working_on("planning (models, recipes, input files)")
     plan = build_plan(opts)
     working_on(f"opening the output {opts.output}")
-    workers, threads = default_parallelism(opts.workers, opts.threads)
     summary = RunSummary(routing_status=plan.routing.status,
                          routing_note=plan.routing.note if plan.routing.status == "recorded" else "")
     cache = RunCache(plan, summary)   # --cache (radbatch/result_store.py): refused or opened before any write
@@ -114,6 +111,7 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
             done.cleanup_parts()
         summary.outputs = done.final_paths(plan.files)
         _count(summary, summary.outputs, plan)
+        cache.close()
         return summary
     retry = opts.retry_errors and store.complete_key() == plan.run_key
     r = plan.routing   # recorded so that a new default routing does not strand this output (plan._recorded_default)
@@ -121,13 +119,19 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
     if retry:
         from .retry import reopen_with_errors_removed
         reopen_with_errors_removed(store, plan)
-    if on_start:
-        on_start(plan, workers, threads)
-    if plan.heads and opts.executor == "local":  # the Ray executor checks each node's memory itself
-        check_memory(plan, workers)
-    _execute(plan, store, workers, threads, summary, cache)
+    job = plan_job(plan, store)
+    summary.rows = job.total_rows
+    executor = _executor(job, cache)
+    try:
+        ran = executor.resolve()
+        if on_start:
+            on_start(plan, ran.workers, ran.threads)
+        _write_parts(job, executor.parts(), store, summary)
+    finally:
+        executor.close()
+        cache.close()
     working_on(f"writing the output {opts.output}")
-    summary.outputs = finalize(store, plan.files, _provenance(plan, workers, threads),
+    summary.outputs = finalize(store, plan.files, _provenance(plan, ran),
                                plan.opts.columns.id if plan.opts.columns.id in plan.keep else None, summary.rows)
     store.mark_complete()
     store.cleanup_parts()
@@ -136,50 +140,18 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
     return summary
 
 
-def _priors(plan: Plan, store: RunStore):
-    """The prior-reports file for the temporal head (built once in the work directory), or None."""
-    o = plan.opts
-    wants_priors = any(h.recipe.id == "temporal_comparison" for h in plan.heads) and o.columns.patient \
-        and o.columns.date
-    return build_priors(plan.files, o.columns, o.encoding, store.work, o.limit) if wants_priors else None
+def _executor(job: Job, cache: RunCache):
+    if job.plan.opts.executor == "ray":  # the same units, read, annotated and assembled in a Ray Data pipeline
+        from .executor_ray import RayExecutor
+        return RayExecutor(job)   # --cache is refused with Ray before this (RunCache)
+    return LocalExecutor(job, cache)
 
 
-def _units(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progress) -> Iterator[UnitWork]:
-    o = plan.opts
-    priors_path = _priors(plan, store)
-    remaining = o.limit
-    profiles = plan.recipes.profiles
-    priors = PriorCursor(priors_path)
-    for f in plan.files:
-        working_on(f"reading input file {f.path}")
-        for start, table in iter_units(f, o.encoding, o.columns.text_columns(), o.unit_size):
-            if remaining is not None:
-                if remaining <= 0:
-                    return
-                table = table.slice(0, remaining)
-                remaining -= table.num_rows
-            summary.rows += table.num_rows
-            if f"{f.index}:{start}" in done:
-                progress.update(table.num_rows)
-                continue
-            working_on(f"unit {f.index}:{start} (rows from {start}) of input file {f.path}")
-            yield prepare(f.index, f.path, start, table, o.columns, plan.heads, plan.head_models, profiles,
-                          priors.take(f.index, start, table.num_rows))
-
-
-def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: RunSummary, cache: RunCache) -> None:
+def _write_parts(job: Job, parts: Iterator[tuple[int, str, object]], store: RunStore, summary: RunSummary) -> None:
     from tqdm import tqdm
-    done = store.done_units()
-    total = sum(f.rows for f in plan.files) if all(f.rows is not None for f in plan.files) else None
-    if total is not None and plan.opts.limit is not None:
-        total = min(total, plan.opts.limit)
-    progress = tqdm(total=total, unit="rows", disable=plan.opts.quiet, smoothing=0.1, dynamic_ncols=True)
-    writer = _PartWriter(store)
-    if plan.opts.executor == "ray":  # the same units, read, annotated and assembled in a Ray Data pipeline
-        from .executor_ray import run_units
-        parts = run_units(plan, done, summary, progress, _priors(plan, store))
-    else:
-        parts = _local_parts(plan, store, done, summary, progress, threads, workers, cache)
+    progress = tqdm(total=job.total_rows, initial=job.done_rows, unit="rows", disable=job.plan.opts.quiet,
+                    smoothing=0.1, dynamic_ncols=True)
+    writer = _PartWriter(store, job.settings.flush)
     try:
         for file_index, unit_id, table in parts:
             writer.add(file_index, unit_id, table)
@@ -192,49 +164,80 @@ def _execute(plan: Plan, store: RunStore, workers: int, threads: int, summary: R
     finally:
         progress.close()
         parts.close()  # stops the worker pool or the Ray pipeline
-        cache.close()
 
 
-def _local_parts(plan: Plan, store: RunStore, done: dict, summary: RunSummary, progress, threads: int,
-                 workers: int, cache: RunCache) -> Iterator[tuple[int, str, object]]:
-    """(file index, unit id, part table) per unit, from local worker processes."""
-    from .pool import Pool, Watchdog
-    pool = None
-    try:
-        units = _units(plan, store, done, summary, progress)
+class LocalExecutor:
+    """The job on local worker processes (pool.Pool): units are read and prepared here, on the driver, computed in
+    the workers and assembled here again."""
+
+    def __init__(self, job: Job, cache: RunCache):
+        self.job, self.pool, self.cache = job, None, cache
+        self.ran = Parallelism(*default_parallelism(job.plan.opts.workers, job.plan.opts.threads))
+
+    def resolve(self) -> Parallelism:
+        return self.ran
+
+    def parts(self) -> Iterator[tuple[int, str, object]]:
+        """(file index, unit id, part table) per unit, as units finish."""
+        from .pool import Pool
+        job, plan = self.job, self.job.plan
         if plan.heads:
-            spec = WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads,
-                              engine=plan.opts.engine)
-            try:
-                watchdog = Watchdog.from_env()
-            except ValueError as exc:
-                raise InputError(str(exc)) from None
-            pool = Pool(spec, workers, set(spec.models), watchdog=watchdog, quiet=plan.opts.quiet)
-            pool.start()
-            outcomes = ((o.unit, cache.completions(o.unit, o.completions), o.failure)   # radbatch/result_store.py
-                        for o in pool.run((w.unit_id, w, cache.to_decode(w)) for w in units))
+            check_memory(plan, self.ran.workers)
+            spec = job.worker_spec(self.ran.threads)
+            self.pool = Pool(spec, self.ran.workers, set(spec.models), watchdog=job.settings.watchdog,
+                             quiet=plan.opts.quiet)
+            self.pool.start()
+            cache = self.cache   # --cache (result_store.py): decode only requests the store has not seen
+            outcomes = ((o.unit, cache.completions(o.unit, o.completions), o.failure)
+                        for o in self.pool.run((w.unit_id, w, cache.to_decode(w)) for w in read_units(job)))
         else:
-            outcomes = ((w, [], "") for w in units)
-        for work, completions, failure in outcomes:
-            working_on(f"unit {work.unit_id} (rows from {work.start_row}) of input file {work.source_file}")
-            yield work.file_index, work.unit_id, assemble(work, plan.heads, completions, failure, plan.keep,
-                                                          plan.head_models, plan.opts.chexpert_numeric)
-    finally:
-        if pool is not None:
-            pool.close()
+            outcomes = ((w, [], "") for w in read_units(job))
+        try:
+            for work, completions, failure in outcomes:
+                working_on(f"unit {work.unit_id} (rows from {work.start_row}) of input file {work.source_file}")
+                yield work.file_index, work.unit_id, job.rows.assemble(work, completions, failure)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.close()
+            self.pool = None
+
+
+def read_units(job: Job) -> Iterator[UnitWork]:
+    """The job's pending units, read in file order on the driver and prepared for the heads."""
+    o = job.plan.opts
+    priors = PriorCursor(job.priors_path)
+    for f in job.plan.files:
+        starts, rows = job.pending.starts.get(f.index), job.pending.rows.get(f.index, 0)
+        if starts is None or not len(starts):
+            continue
+        k = 0
+        working_on(f"reading input file {f.path}")
+        for start, table in iter_units(f, o.encoding, o.columns.text_columns(), o.unit_size):
+            if start != starts[k]:
+                continue   # a done unit
+            table = table.slice(0, rows - start)   # the last unit within --limit
+            working_on(f"unit {f.index}:{start} (rows from {start}) of input file {f.path}")
+            yield job.rows.prepare(f.index, f.path, start, table, priors.take(f.index, start, table.num_rows))
+            k += 1
+            if k == len(starts):
+                break
 
 
 class _PartWriter:
-    """Buffers finished units per input file; flushes a part every PART_ROWS rows or PART_SECONDS."""
+    """Buffers finished units per input file; flushes a part every `flush.rows` rows or `flush.seconds`."""
 
-    def __init__(self, store: RunStore):
-        self.store, self.buf, self.last = store, {}, time.monotonic()
+    def __init__(self, store: RunStore, flush: PartFlush):
+        self.store, self.flush_at, self.buf, self.last = store, flush, {}, time.monotonic()
 
     def add(self, file_index: int, unit_id: str, table) -> None:
         tables, ids = self.buf.setdefault(file_index, ([], []))
         tables.append(table)
         ids.append(unit_id)
-        if sum(t.num_rows for t in tables) >= PART_ROWS or time.monotonic() - self.last > PART_SECONDS:
+        if (sum(t.num_rows for t in tables) >= self.flush_at.rows
+                or time.monotonic() - self.last > self.flush_at.seconds):
             self.flush(file_index)
 
     def flush(self, file_index: int) -> None:

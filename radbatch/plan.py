@@ -14,11 +14,13 @@ from pathlib import Path
 
 from . import archive
 from .archive import ColumnOptions, InputFile
+from .engine import BatchSettings
 from .errors import EngineError, InputError
 from .models import ModelSpec, check_gguf, load_models, materialise, sha256_file
 from .output import RunStore
 from .recipes import Recipes, load_recipes
 from .router import Routing, load_routing, single_model
+from .settings import Settings
 from .tasks import HeadInstance, head_instances
 
 UNIT_SIZE = 8
@@ -66,6 +68,7 @@ class Plan:
     hashes: dict[str, dict]
     run_key: str = ""
     key_material: dict = field(default_factory=dict)
+    settings: Settings = field(default_factory=Settings)   # read from the environment once, here
 
 
 def select_tasks(recipes: Recipes, spec: str | None) -> list:
@@ -134,6 +137,7 @@ def _recorded_default(opts: AnnotateOptions, current: Routing, known: set[str]) 
 
 
 def build_plan(opts: AnnotateOptions) -> Plan:
+    settings = Settings.from_env()   # the only place the run's environment settings are read
     recipes = load_recipes()
     tasks = select_tasks(recipes, opts.tasks)
     heads = head_instances(tasks, opts.questions)
@@ -159,7 +163,7 @@ def build_plan(opts: AnnotateOptions) -> Plan:
     keep = _keep_columns(opts, files, heads)
     archive.check_kept_types(files, keep, one_output=not RunStore(opts.output).dir_mode)
     plan = Plan(opts, recipes, heads, models, {h.key: models[routing.model_for(h.recipe.id)] for h in heads},
-                routing, files, keep, hashes)
+                routing, files, keep, hashes, settings=settings)
     plan.key_material = _key_material(plan)
     plan.run_key = hashlib.sha256(json.dumps(plan.key_material, sort_keys=True).encode()).hexdigest()[:32]
     return plan
@@ -230,19 +234,15 @@ COMPUTE_ALLOWANCE = 256 * 2**20      # llama.cpp's compute buffers and the worke
 KV_ALLOWANCE_PER_CELL = 64 * 1024  # when the GGUF header does not say (covers 3-4B models at f16)
 
 
-def kv_streams(engine: str) -> int:
+def kv_streams(engine: str, batch: BatchSettings | None = None) -> int:
     """KV streams of context_size cells one engine instance allocates per model."""
     if engine != "batched":
         return 1
-    from .engine_batched import BatchSettings  # light: llama_cpp is imported inside the engine, not here
-    try:
-        settings = BatchSettings.from_extra({})
-    except ValueError as exc:  # a bad RADBATCH_BATCHED: say so before any worker starts
-        raise InputError(str(exc)) from None
-    return settings.n_parallel + settings.n_prefix
+    batch = batch or BatchSettings()
+    return batch.n_parallel + batch.n_prefix
 
 
-def worker_memory(models, engine: str = "simple") -> int:
+def worker_memory(models, engine: str = "simple", batch: BatchSettings | None = None) -> int:
     """Bytes one worker needs: it maps every model it serves (ModelSpecs) and allocates its KV cache."""
     from .gguf_meta import kv_cell_bytes
     need = 0
@@ -251,13 +251,13 @@ def worker_memory(models, engine: str = "simple") -> int:
             continue  # no model file, no KV cache: a few KiB of Python in a worker that exists anyway
         size = Path(m.path).stat().st_size + (Path(m.adapter).stat().st_size if m.adapter else 0)
         cell = kv_cell_bytes(m.path) or KV_ALLOWANCE_PER_CELL
-        need += int(size * 1.1) + kv_streams(engine) * m.context_size * cell + COMPUTE_ALLOWANCE
+        need += int(size * 1.1) + kv_streams(engine, batch) * m.context_size * cell + COMPUTE_ALLOWANCE
     return need
 
 
 def check_memory(plan: Plan, workers: int) -> None:
     """Each worker maps every model it serves; refuse before starting if that cannot fit."""
-    need = worker_memory(plan.models.values(), plan.opts.engine) * workers
+    need = worker_memory(plan.models.values(), plan.opts.engine, plan.settings.batch) * workers
     avail = _available_memory()
     if avail and need > avail:
         hint = (" With --engine batched, each model holds n_parallel + n_prefix KV streams (RADBATCH_BATCHED="

@@ -57,9 +57,14 @@ class Watchdog:
 
     @classmethod
     def from_env(cls) -> "Watchdog":
+        return cls.from_text(os.environ.get(WATCHDOG_ENV, ""))
+
+    @classmethod
+    def from_text(cls, text: str) -> "Watchdog":
+        """The RADBATCH_WATCHDOG syntax; the driver reads it once (settings.Settings)."""
         values = {}
         known = [f.name for f in fields(cls)]
-        for item in filter(None, (x.strip() for x in os.environ.get(WATCHDOG_ENV, "").split(","))):
+        for item in filter(None, (x.strip() for x in text.split(","))):
             name, eq, raw = item.partition("=")
             if not eq or name.strip() not in known:
                 raise ValueError(f"{WATCHDOG_ENV}: expected name=seconds with name one of {', '.join(known)}; "
@@ -121,13 +126,16 @@ class UnitOutcome:
     failure: str = ""
 
 
-def crash_if_asked(unit_id: str) -> None:
-    """Test-only fault injection (tests/test_faults*.py, tests/test_reliability_workers.py, tests/test_ray.py):
-    RADBATCH_TEST_CRASH_UNIT="0:8,0:16" kills the worker with SIGKILL when it receives one of these units
+def crash_if_asked(unit_id: str, faults: str) -> None:
+    """Test-only fault injection (tests/test_faults*.py, tests/test_reliability_workers.py, tests/test_ray.py).
+    `faults` is WorkerSpec.test_faults, which the driver fills from RADBATCH_TEST_CRASH_UNIT (settings.py) and
+    which is empty in production. "0:8,0:16" kills the worker with SIGKILL when it receives one of these units
     ("load": while loading). Options after ';': `segv` crashes in native code instead, `stop` stops the worker
     (SIGSTOP to itself), `spin` loops burning CPU without a decode step, `raise` raises RuntimeError as a broken
     engine would; `once=PATH` does it only while PATH does not exist (it is created first)."""
-    units, *opts = os.environ.get("RADBATCH_TEST_CRASH_UNIT", "").split(";")
+    if not faults:
+        return
+    units, *opts = faults.split(";")
     if unit_id not in units.split(","):
         return
     flags = dict(o.partition("=")[::2] for o in opts)
@@ -168,7 +176,7 @@ def _worker_main(conn, spec: WorkerSpec, needed: set[str], progress=None) -> Non
     from .engine import build_engines, run_unit, watch_progress
     watch_progress(progress)
     try:
-        crash_if_asked("load")
+        crash_if_asked("load", spec.test_faults)
         engines = build_engines(spec, needed)
         reply = ("ready", os.getpid())
     except Exception as exc:  # report the load failure; never the traceback of a report
@@ -188,7 +196,7 @@ def _worker_main(conn, spec: WorkerSpec, needed: set[str], progress=None) -> Non
             return
         unit_id, requests = msg
         try:
-            crash_if_asked(unit_id)
+            crash_if_asked(unit_id, spec.test_faults)
             reply = ("done", unit_id, run_unit(engines, requests))
         except Exception as exc:
             reply = ("unit_error", unit_id, f"{type(exc).__name__}: {exc}", type(exc).__name__)

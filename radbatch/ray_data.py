@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
 from typing import Iterator
 
 import pyarrow as pa
@@ -23,7 +22,7 @@ from ray.data.datasource import Datasource, ReadTask
 
 from . import storage
 from .archive import InputFile, iter_units
-from .executor_ray import Pending, UnitRef
+from .job import Pending, UnitRef
 
 UNIT_SCHEMA = pa.schema([("unit", pa.string()), ("file_index", pa.int32()), ("source_file", pa.string()),
                          ("start_row", pa.int64()), ("rows", pa.int64()), ("data", pa.binary()),
@@ -200,25 +199,14 @@ class UnitDatasource(Datasource):
                                             exec_stats=None), schema=UNIT_SCHEMA)
 
 
-@dataclass(frozen=True)
-class UnitJob:
-    """What the actor needs besides the engines to turn a unit into its part table (as the driver would)."""
-
-    columns: object
-    heads: list
-    head_models: dict
-    profiles: dict
-    keep: list
-    chexpert_numeric: bool
-
-
 class UnitAnnotator:
     """The Ray Data actor: builds its engines once, then annotates whole units (one dataset row each)."""
 
-    def __init__(self, spec, needed: set[str], job: UnitJob):
+    def __init__(self, spec, needed: set[str], rows):
+        """spec: engine.WorkerSpec (its test_faults is the test-only fault channel); rows: rows.RowJob."""
         import ray
         from .engine import build_engines
-        self.job = job
+        self.rows, self.faults = rows, spec.test_faults
         try:
             self.engines = build_engines(spec, needed) if needed else {}
         except Exception as exc:  # never the traceback of a report; executor_ray names the node
@@ -229,21 +217,20 @@ class UnitAnnotator:
     def __call__(self, batch: pa.Table) -> pa.Table:
         from .engine import run_unit
         from .pool import crash_if_asked
-        from .rows import assemble, prepare
-        job, out = self.job, []
+        rows, out = self.rows, []
         for row in batch.to_pylist():
             priors = {int(k): v for k, v in json.loads(row["priors"]).items()}
-            work = prepare(row["file_index"], row["source_file"], row["start_row"], from_ipc(row["data"]),
-                           job.columns, job.heads, job.head_models, job.profiles, priors)
+            work = rows.prepare(row["file_index"], row["source_file"], row["start_row"], from_ipc(row["data"]),
+                                priors)
             completions, failure, raised = [], "", None
-            if job.heads:   # as the local pool: an engine exception fails the unit's heads, not the run
+            if rows.heads:   # as the local pool: an engine exception fails the unit's heads, not the run
                 try:
-                    crash_if_asked(row["unit"])
+                    crash_if_asked(row["unit"], self.faults)
                     completions = run_unit(self.engines, work.requests)
                 except Exception as exc:
                     completions, failure = None, f"engine error: {type(exc).__name__}: {exc}"
                     raised = type(exc).__name__   # the driver stops the run when units keep raising
-            table = assemble(work, job.heads, completions, failure, job.keep, job.head_models, job.chexpert_numeric)
+            table = rows.assemble(work, completions, failure)
             out.append({"unit": row["unit"], "file_index": row["file_index"], "part": to_ipc(table),
                         "annotator": self.name, "raised": raised})
         return pa.Table.from_pylist(out, schema=RESULT_SCHEMA)

@@ -39,6 +39,28 @@ class UnitWork:
         return f"{self.file_index}:{self.start_row}"
 
 
+@dataclass(frozen=True)
+class RowJob:
+    """What turns a unit's input rows into its part table besides the engines: the same arguments wherever a unit
+    is prepared or assembled (the driver for the local pool, a Ray actor, the driver again for units Ray gave up
+    on). Built once by the plan (job.plan_job) and shipped to Ray actors whole."""
+
+    columns: ColumnOptions
+    heads: list[HeadInstance]
+    head_models: dict        # head key -> ModelSpec
+    profiles: dict
+    keep: list[str]
+    chexpert_numeric: bool
+
+    def prepare(self, file_index: int, source_file: str, start_row: int, table: pa.Table,
+                priors: dict[int, str]) -> UnitWork:
+        return prepare(file_index, source_file, start_row, table, self.columns, self.heads, self.head_models,
+                       self.profiles, priors)
+
+    def assemble(self, work: UnitWork, completions: list[Completion] | None, failure: str) -> pa.Table:
+        return assemble(work, self.heads, completions, failure, self.keep, self.head_models, self.chexpert_numeric)
+
+
 def _column(table: pa.Table, name: str | None) -> list:
     return table.column(name).to_pylist() if name else [None] * table.num_rows
 

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -264,10 +265,9 @@ def test_pool_replaces_a_worker_killed_while_idle(pool_spec):
         pool.close()
 
 
-def test_pool_gives_up_on_a_unit_after_bounded_attempts(pool_spec, monkeypatch):
+def test_pool_gives_up_on_a_unit_after_bounded_attempts(pool_spec):
     from radbatch.pool import Pool
-    monkeypatch.setenv("RADBATCH_TEST_CRASH_UNIT", "u1")
-    pool = Pool(pool_spec, 1, {"smollm2"}, max_attempts=2)
+    pool = Pool(replace(pool_spec, test_faults="u1"), 1, {"smollm2"}, max_attempts=2)
     pool.start()
     try:
         outcomes = {o.unit: o for o in pool.run((f"u{i}", f"u{i}", []) for i in range(3))}
@@ -280,13 +280,12 @@ def test_pool_gives_up_on_a_unit_after_bounded_attempts(pool_spec, monkeypatch):
     assert not pool.workers
 
 
-def test_pool_stops_when_workers_die_on_unit_after_unit(pool_spec, monkeypatch):
+def test_pool_stops_when_workers_die_on_unit_after_unit(pool_spec):
     """A broken engine is not a bad report: after 3 units given up in a row the pool raises EngineError (exit 3)
     instead of crash-looping through the archive."""
     from radbatch.errors import EngineError
     from radbatch.pool import Pool
-    monkeypatch.setenv("RADBATCH_TEST_CRASH_UNIT", "u0,u1,u2,u3;segv")
-    pool = Pool(pool_spec, 1, {"smollm2"}, max_attempts=1)
+    pool = Pool(replace(pool_spec, test_faults="u0,u1,u2,u3;segv"), 1, {"smollm2"}, max_attempts=1)
     pool.start()
     seen = []
     with pytest.raises(EngineError, match=r"Workers died \(signal 11\) on 3 units in a row"):

@@ -7,6 +7,7 @@ from conftest import run_cli
 from radbatch.gguf_meta import kv_cell_bytes
 from radbatch.models import ModelSpec, embedded_path
 from radbatch.plan import kv_streams, worker_memory
+from radbatch.settings import Settings
 
 
 def test_kv_cell_bytes_come_from_the_gguf_header():
@@ -15,15 +16,13 @@ def test_kv_cell_bytes_come_from_the_gguf_header():
     assert kv_cell_bytes(__file__) is None           # not a GGUF: the caller's allowance applies
 
 
-def test_the_batched_engine_is_charged_for_each_of_its_kv_streams(monkeypatch):
-    monkeypatch.delenv("RADBATCH_BATCHED", raising=False)
+def test_the_batched_engine_is_charged_for_each_of_its_kv_streams():
     model = ModelSpec(name="m", path=str(embedded_path()), adapter=None, chat_template="chatml", context_size=2048,
                       profile="radbatch", licence="Apache-2.0", thinking=False, description="")
     simple, batched = worker_memory([model], "simple"), worker_memory([model], "batched")
     kv = model.context_size * kv_cell_bytes(embedded_path())
     assert kv_streams("batched") == 22 and batched - simple == 21 * kv
-    monkeypatch.setenv("RADBATCH_BATCHED", "n_parallel=8")
-    assert kv_streams("batched") == 14
+    assert kv_streams("batched", Settings.from_env({"RADBATCH_BATCHED": "n_parallel=8"}).batch) == 14
 
 
 def test_a_batch_that_cannot_fit_is_refused_before_work_and_a_bad_setting_is_a_usage_error(reports_parquet,

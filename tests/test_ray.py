@@ -191,9 +191,27 @@ def test_ray_cluster_output_equals_local(cluster, archive, local_output, tmp_pat
     assert set(df["m_staging__stage"].drop_nulls()) <= {"M0", "M1"}
     assert read_provenance(out)["options"]["executor"] == "ray"
     assert read_provenance(local_output)["options"]["executor"] == "local"
+    # What ran is what the start line and the metadata say: --workers is per node, so 2 annotators of 1 thread.
+    assert re.search(r"radbatch: 1 input file\(s\), 2 head\(s\), 2 worker\(s\) x 1 thread\(s\)", r.stderr), r.stderr
+    assert {k: read_provenance(out)["options"][k] for k in ("workers", "threads")} == {"workers": 2, "threads": 1}
     # The same command again: nothing to do, whichever executor wrote it.
     again = _run(_cmd(archive, out, "--executor", "ray", "--ray-address", cluster.address))
     assert again.returncode == 0 and again.stdout.startswith("Nothing to do:")
+
+
+@needs_ray
+def test_ray_run_records_the_annotators_that_ran_not_the_drivers_default(cluster, archive, tmp_path):
+    """Without --workers/--threads the layout follows each node's CPUs (head 2: one actor of 2 threads; node 1:
+    one actor of 1 thread; one spec for all: the smallest, 1 thread). The metadata and the start line record those
+    2 annotators x 1 thread, not the driver's local default (which this 2-core driver would put at 1 x 2)."""
+    out = tmp_path / "default.parquet"
+    r = _run([str(BIN / "radbatch"), "annotate", str(archive), "-o", str(out), "--tasks", TASKS, "--model", MODEL,
+              "--limit", "8", "--executor", "ray", "--ray-address", cluster.address])
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"ray: 2 node\(s\), 2 annotator\(s\) of 1 thread\(s\)", r.stderr), r.stderr
+    assert re.search(r"radbatch: 1 input file\(s\), 2 head\(s\), 2 worker\(s\) x 1 thread\(s\)", r.stderr), r.stderr
+    options = read_provenance(out)["options"]
+    assert (options["executor"], options["workers"], options["threads"]) == ("ray", 2, 1)
 
 
 @needs_ray
@@ -370,7 +388,7 @@ def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
     """The read tasks give the pending units (and only them) with the rows and types the local executor reads."""
     from radbatch.archive import inspect, iter_units
     import numpy as np
-    from radbatch.executor_ray import Pending
+    from radbatch.job import Pending
     from radbatch.ray_data import UnitDatasource, from_ipc
     texts = [REPORTS[i % len(REPORTS)] for i in range(50)]
     path = write_reports(tmp_path / ("a.csv" if fmt == "csv" else "a.parquet"), texts=texts,
@@ -394,20 +412,16 @@ def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
 
 
 @needs_ray
-def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
-    """The Ray driver plans the same units (ids, rows, --limit across files, done units skipped), and its read
-    tasks give each unit the same prior reports as the local executor's `_units`."""
+def test_the_job_cuts_units_once_and_both_executors_read_them_with_the_same_priors(tmp_path):
+    """The job plans the units once (ids, rows, --limit across files, done units skipped); the local executor
+    reads exactly those units, and Ray's read tasks give each the same prior reports as the local executor."""
     import pyarrow as pa
     from radbatch.archive import ColumnOptions
-    from radbatch.executor_ray import unit_refs
+    from radbatch.job import cut_units, plan_job
     from radbatch.output import RunStore
-    from radbatch.pipeline import RunSummary, _priors, _units
+    from radbatch.pipeline import read_units
     from radbatch.plan import AnnotateOptions, build_plan
     from radbatch.ray_data import UnitPriors
-
-    class Progress:
-        def update(self, n):
-            pass
 
     paths = []
     for k, n in enumerate((19, 12)):
@@ -422,20 +436,43 @@ def test_unit_refs_cut_units_and_priors_as_the_local_executor(tmp_path):
     plan = build_plan(opts)
     store = RunStore(opts.output)
     store.begin(plan.run_key, plan.key_material, False)
-    done = {"0:8": None}
-    local_summary, ray_summary = RunSummary(), RunSummary()
-    local = list(_units(plan, store, done, local_summary, Progress()))
-    refs = list(unit_refs(plan, done, ray_summary, Progress()))
-    priors_path = str(_priors(plan, store))
+    job = plan_job(plan, store)
+    job.pending, job.total_rows, job.done_rows = cut_units(plan, {"0:8": None})   # as if unit 0:8 were written
+    local = list(read_units(job))
+    refs = list(job.pending)
+    priors_path = job.priors_path
     assert [(w.file_index, w.start_row, w.table.num_rows) for w in local] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
     assert [(u.file_index, u.start, u.rows) for u in refs] == [(0, 0, 8), (0, 16, 3), (1, 0, 8)]
-    assert local_summary.rows == ray_summary.rows == 27
+    assert (job.total_rows, job.done_rows) == (27, 8)
     with_priors = 0
     for w, u in zip(local, refs):
         local_priors = {w.start_row + i: row.prior for i, row in enumerate(w.inputs) if row and row.prior}
         assert UnitPriors(priors_path, u.file_index, u.start, u.start + u.rows).take(u.start, u.rows) == local_priors
         with_priors += len(local_priors)
     assert with_priors > 0
+
+
+def test_a_ray_run_with_nothing_pending_starts_no_ray_and_records_no_annotator(tmp_path):
+    """Every unit already in parts (killed while finalizing): no Ray is started, no annotator ran (0 x 0)."""
+    from radbatch.executor_ray import RayExecutor
+    from radbatch.job import Parallelism, cut_units, plan_job
+    from radbatch.output import RunStore
+    from radbatch.plan import AnnotateOptions, build_plan
+    path = write_reports(tmp_path / "a.parquet", 12)
+    opts = AnnotateOptions((str(path),), str(tmp_path / "out.parquet"), tasks="m_staging", model=MODEL,
+                           executor="ray", ray_address=f"127.0.0.1:{_free_port()}")   # nothing listens there
+    plan = build_plan(opts)
+    store = RunStore(opts.output)
+    store.begin(plan.run_key, plan.key_material, False)
+    job = plan_job(plan, store)
+    job.pending, job.total_rows, job.done_rows = cut_units(plan, {"0:0": None, "0:8": None})
+    assert (len(job.pending), job.total_rows, job.done_rows) == (0, 12, 12)
+    executor = RayExecutor(job)
+    assert executor.resolve() == Parallelism(0, 0)
+    parts = executor.parts()
+    assert list(parts) == [] and executor.ray is None
+    parts.close()
+    executor.close()
 
 
 def _private_env(tmp_path: Path) -> dict:

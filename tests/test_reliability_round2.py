@@ -263,10 +263,9 @@ def test_run_json_parts_and_priors_are_fsynced_and_renamed_with_their_folder(tmp
     """A spy on os.fsync / os.replace (the real calls still run): run.json (begun and complete), every part and
     priors.parquet are fsynced as temp files, renamed, and then their folder is fsynced."""
     from radbatch.archive import ColumnOptions, inspect
-    import radbatch.pipeline
     from radbatch.cli import cli
     from radbatch.priors import build_priors
-    monkeypatch.setattr(radbatch.pipeline, "PART_ROWS", 8)
+    monkeypatch.setenv("RADBATCH_PART_ROWS", "8")   # read when the run is planned
     events = []
     real_fsync, real_replace = os.fsync, os.replace
 
@@ -308,9 +307,10 @@ def test_run_json_parts_and_priors_are_fsynced_and_renamed_with_their_folder(tmp
 
 # -- item 10: no traceback, ever --------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("target, where", [("radbatch.pipeline.assemble", "unit 0:8 (rows from 8) of input file"),
-                                           ("radbatch.pipeline.finalize", "writing the output")])
-def test_an_unexpected_exception_is_one_line_and_exit_70(tmp_path, target, where):
+@pytest.mark.parametrize("target, where, at", [
+    ("radbatch.rows.assemble", "unit 0:8 (rows from 8) of input file", "rows.py"),   # via the job's RowJob
+    ("radbatch.pipeline.finalize", "writing the output", "pipeline.py")])
+def test_an_unexpected_exception_is_one_line_and_exit_70(tmp_path, target, where, at):
     """An exception radbatch does not expect, raised with report text in its message (as Arrow and polars errors
     sometimes are): exit 70 and one line naming its type, where in radbatch it was raised and the unit or file;
     never its message, never a traceback."""
@@ -327,7 +327,7 @@ def _boom(*args, **kwargs):
     src = write_parquet(tmp_path / "in.parquet", 24)
     res = annotate(src, "-o", tmp_path / "out.parquet", "--tasks", "none", patch=patch)
     assert res.returncode == 70, res.stdout + res.stderr
-    assert res.stderr.startswith("Error: unexpected ValueError at radbatch/pipeline.py:") and res.stderr.count("\n") == 1
+    assert res.stderr.startswith(f"Error: unexpected ValueError at radbatch/{at}:") and res.stderr.count("\n") == 1
     assert f"while working on {where}" in res.stderr and "rerun the same command to resume" in res.stderr
 
 

@@ -14,6 +14,7 @@ import re
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -151,12 +152,11 @@ def pool_spec():
                       {}, 1)
 
 
-def test_one_raising_unit_fails_alone(pool_spec, monkeypatch):
+def test_one_raising_unit_fails_alone(pool_spec):
     """A unit whose engine raises once between good units fails with the exception's type and is not retried;
     the run goes on (the broken-engine stop needs 3 in a row)."""
     from radbatch.pool import Pool
-    monkeypatch.setenv("RADBATCH_TEST_CRASH_UNIT", "u1,u3;raise")
-    pool = Pool(pool_spec, 1, {"smollm2"})
+    pool = Pool(replace(pool_spec, test_faults="u1,u3;raise"), 1, {"smollm2"})
     pool.start()
     try:
         outcomes = {o.unit: o for o in pool.run((f"u{i}", f"u{i}", []) for i in range(5))}
