@@ -5,7 +5,7 @@
 
 Both engines run greedy and grammar-constrained on the same work units (`radbatch annotate`'s own requests
 for every head). llama.cpp does not promise identical logits for different batch shapes; the batched engine
-computes each sequence the way the simple engine does (radbatch/engine_batched.py says how), except the
+computes each sequence the way the simple engine does (radbatch/engines/batched.py says how), except the
 output layer, which sees several rows at once: its logits differ in the last bits, so an exact tie can flip. For every output that differs the script prints the first differing token and the margin there:
 the simple engine's logit for its own token minus its logit for the batched engine's token (a replay of
 the simple engine up to that token). Margins of a few hundredths are numerical ties; a large margin would
@@ -55,8 +55,9 @@ def main(argv=None) -> int:
     ap.add_argument("--adapter", help="a GGUF LoRA adapter for --model instead of its own")
     args = ap.parse_args(argv)
 
-    from radbatch.engine import LlamaEngine, run_unit
-    from radbatch.engine_batched import BatchedEngine, BatchSettings
+    from radbatch.engines.simple import LlamaEngine
+    from radbatch.engines.build import run_unit
+    from radbatch.engines.batched import BatchedEngine, BatchSettings
 
     path, source = workload.archive(args.reports)
     plan, units = workload.units(path, model=args.model, adapter=args.adapter)

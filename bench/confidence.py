@@ -48,8 +48,8 @@ def main(argv=None) -> int:
     ap.add_argument("--engine", choices=("batched", "simple"), default="batched")
     args = ap.parse_args(argv)
 
-    from radbatch.engine import LlamaEngine
-    from radbatch.engine_batched import BatchedEngine
+    from radbatch.engines.simple import LlamaEngine
+    from radbatch.engines.batched import BatchedEngine
     path, source = workload.archive(args.reports)
     plan, units = workload.units(path)
     (name, spec), = plan.models.items()

@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from radbatch.archive import check_quoting, inspect, iter_batches  # noqa: E402
+from radbatch.archive.reading import check_quoting, inspect, iter_batches
 
 path = Path(sys.argv[1])
 if not path.exists():

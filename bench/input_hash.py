@@ -1,4 +1,4 @@
-"""Cost per GB of identifying inputs by content (radbatch/fingerprint.py), and of the hashlib alternatives.
+"""Cost per GB of identifying inputs by content (radbatch/archive/fingerprint.py), and of the hashlib alternatives.
 
 Writes a file of --mib MiB of random bytes (in the page cache, so this is the CPU cost of hashing; reading from
 disk adds the disk's own time, which the run pays anyway when it reads the archive), then times
@@ -32,7 +32,7 @@ def main() -> None:
     path.read_bytes() if a.mib <= 2048 else None   # warm the page cache
     cache = tempfile.mkdtemp()
     os.environ["RADBATCH_CACHE"] = cache
-    from radbatch import fingerprint
+    from radbatch.archive import fingerprint
     gib = a.mib / 1024
     out = {"mib": a.mib}
     t0 = time.perf_counter()

@@ -96,7 +96,7 @@ def _annotate(args: list[str], marker: Path | None = None) -> tuple[float, Watch
 
 def memory(n_reports: int, threads: int) -> float:
     """Prints peak RSS per worker for both engines; returns the batched run's seconds per report."""
-    from radbatch.models import embedded_path
+    from radbatch.heads.models import embedded_path
     import llama_cpp as L
 
     path, source = workload.archive(n_reports)

@@ -31,9 +31,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from radbatch.evaluation import Settings, evaluate  # noqa: E402
-from radbatch.evaluation.task_specs import task_ids  # noqa: E402
-from radbatch.evaluation.output_rates import frame_rates  # noqa: E402
+from radbatch.evaluation import Settings, evaluate
+from radbatch.evaluation.task_specs import task_ids
+from radbatch.evaluation.output_rates import frame_rates
 
 # issue 12, item 5: the shipped default's targets on the test archive, by `radbatch eval`'s names
 TARGETS = {
@@ -236,7 +236,7 @@ def main() -> int:
             print("\n" + "\n".join(lines))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        from radbatch.evaluation.result import _clean  # NaN -> null: strict JSON
+        from radbatch.evaluation.result import _clean
 
         args.json.write_text(json.dumps(_clean(summary), indent=2) + "\n", encoding="utf-8")
     return 0

@@ -156,7 +156,7 @@ def annotate(path: Path, engine: str, threads: int, n_reports: int, prompt: int,
 
 
 def engine_alone(units, spec, threads: int, grammars: dict, n_reports: int):
-    from radbatch.engine_batched import BatchedEngine
+    from radbatch.engines.batched import BatchedEngine
     eng = BatchedEngine(spec, threads, 0, grammars)
     prompt = gen = 0
     t0 = time.perf_counter()
@@ -198,8 +198,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     skip = set(filter(None, args.skip.split(",")))
 
-    from radbatch.engine_batched import BatchedEngine
-    from radbatch.models import embedded_path
+    from radbatch.engines.batched import BatchedEngine
+    from radbatch.heads.models import embedded_path
     path, source = workload.archive(args.reports)
     plan, units = workload.units(path)
     _, units_rl = workload.units(path, profile="radlite")

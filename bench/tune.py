@@ -26,7 +26,7 @@ import workload  # noqa: E402
 
 
 def trial(units, spec, threads, grammars, settings):
-    from radbatch.engine_batched import BatchedEngine
+    from radbatch.engines.batched import BatchedEngine
     eng = BatchedEngine(spec, threads, 0, grammars, settings)
     t0, c0 = time.perf_counter(), time.process_time()
     outs = [eng.complete_many(u.requests) for u in units]
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer trials (n_parallel only)")
     args = ap.parse_args(argv)
 
-    from radbatch.engine_batched import BatchSettings, ENV_VAR
+    from radbatch.engines.spec import BATCHED_ENV as ENV_VAR, BatchSettings
     path, source = workload.archive(args.reports)
     plan, units = workload.units(path)
     (name, spec), = plan.models.items()

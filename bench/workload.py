@@ -115,7 +115,7 @@ def column_flags(path: Path) -> list[str]:
 
 
 def column_options(path: Path):
-    from radbatch.archive import ColumnOptions
+    from radbatch.archive.reading import ColumnOptions
     names = set(pq.ParquetFile(path).schema_arrow.names)
     return ColumnOptions(**{opt: col for opt, col in OPTIONAL_COLUMNS.items() if col in names})
 
@@ -130,10 +130,10 @@ def units(path: Path, profile: str | None = None, tasks: str | None = None, limi
     """The UnitWork list `radbatch annotate --model MODEL` would build for this archive (all heads).
 
     profile overrides the model's prompt profile (e.g. "radlite" for the notebook baseline)."""
-    from radbatch.archive import iter_units
-    from radbatch.plan import AnnotateOptions, build_plan
-    from radbatch.priors import build_priors, priors_for
-    from radbatch.rows import prepare
+    from radbatch.archive.reading import iter_units
+    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.archive.priors import build_priors, priors_for
+    from radbatch.annotate.rows import prepare
 
     work = Path(tempfile.mkdtemp(prefix="radbatch-units-"))
     opts = AnnotateOptions((str(path),), str(work / "out.parquet"), tasks=tasks, columns=column_options(path),
@@ -155,6 +155,6 @@ def units(path: Path, profile: str | None = None, tasks: str | None = None, limi
 
 
 def worker_spec(plan, threads: int, engine: str, **extra):
-    from radbatch.engine import BatchSettings, WorkerSpec
+    from radbatch.engines.spec import BatchSettings, WorkerSpec
     return WorkerSpec(plan.models, {h.recipe.id: h.grammar() for h in plan.heads}, threads, engine=engine,
                       batch=BatchSettings.from_extra(extra))

@@ -5,7 +5,7 @@
         --variant top10-r8:layers=20-29,r=8 --variant all30-r8:layers=0-29,r=8 ... <column options>
 
 Builds the samples once (the recipe's max_length and class balance), then for each variant trains `--steps` steps
-of the real loop (radbatch/finetune_train.train, batch as in the recipe) from a fresh base model into a scratch
+of the real loop (radbatch/finetune/train.train, batch as in the recipe) from a fresh base model into a scratch
 folder and prints the mean step time over steps 2..N (step 1 warms up). With --dev-archive it also times one
 dev-loss evaluation of the fixed dev set (what each checkpoint adds). Prints numbers only, never report text.
 """
@@ -19,12 +19,12 @@ import tempfile
 import time
 from pathlib import Path
 
-from radbatch.archive import ColumnOptions
-from radbatch.finetune_base import hf_folder, load_model, load_tokenizer, resolve_base
-from radbatch.finetune_data import DataOptions, PromptTokenizer, build_dataset
-from radbatch.finetune_recipe import load_finetune_recipe
-from radbatch.finetune_train import TrainOptions, dev_loss_of, train
-from radbatch.recipes import load_recipes
+from radbatch.archive.reading import ColumnOptions
+from radbatch.finetune.base import hf_folder, load_model, load_tokenizer, resolve_base
+from radbatch.finetune.data import DataOptions, PromptTokenizer, build_dataset
+from radbatch.finetune.recipe import load_finetune_recipe
+from radbatch.finetune.train import TrainOptions, dev_loss_of, train
+from radbatch.heads.recipes import load_recipes
 
 
 def variant(spec: str, recipe):

@@ -28,7 +28,7 @@ DEV=(--dev-archive "$DATA/dev300.parquet" --dev-archive "$DATA/radlabels-dev.par
 case "${1:-}" in
 data)
   # 6,000 train-split reports (never dev or test patients); 600 more train-split reports that become the
-  # adversarial copies (one prompt injection each, radbatch/finetune_inject.py, gold unchanged); 300 dev-split
+  # adversarial copies (one prompt injection each, radbatch/finetune/inject.py, gold unchanged); 300 dev-split
   # reports for the fixed dev-loss set (seed 33: the same set for every member); radlabels train (360) and dev (120)
   # parts of synth_0401..1000 (the reserved synth_0001..0400 are in neither).
   mkdir -p "$DATA"

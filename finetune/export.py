@@ -22,12 +22,12 @@ import torch
 from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
 
 from radbatch import __version__
-from radbatch.finetune_adapter import BASE_NAME_KEY, BASE_SHA_KEY
-from radbatch.finetune_base import Base, hf_folder, load_model, load_tokenizer
-from radbatch.finetune_data import PromptTokenizer
-from radbatch.finetune_export import convert_adapter, export_merged, verify_adapter
-from radbatch.finetune_run import _probe
-from radbatch.models import ModelSpec
+from radbatch.finetune.adapter import BASE_NAME_KEY, BASE_SHA_KEY
+from radbatch.finetune.base import Base, hf_folder, load_model, load_tokenizer
+from radbatch.finetune.data import PromptTokenizer
+from radbatch.finetune.export import convert_adapter, export_merged, verify_adapter
+from radbatch.finetune.run import _probe
+from radbatch.heads.models import ModelSpec
 
 # 1. The run: its base model, recipe and the checkpoint to export (default: the newest).
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

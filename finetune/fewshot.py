@@ -23,18 +23,19 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from radbatch import archive
-from radbatch.archive import ColumnOptions
-from radbatch.engine import LlamaEngine, Request
-from radbatch.finetune_data import DataOptions, iter_examples
-from radbatch.models import load_models, materialise
-from radbatch.plan import select_tasks
-from radbatch.priors import build_priors, priors_for
-from radbatch.prompts import Prompt, chat_wrap
-from radbatch.recipes import load_recipes
-from radbatch.router import load_routing
-from radbatch.rows import assemble, prepare
-from radbatch.tasks import head_instances
+from radbatch.archive import reading as archive
+from radbatch.archive.reading import ColumnOptions
+from radbatch.engines.simple import LlamaEngine
+from radbatch.engines.spec import Request
+from radbatch.finetune.data import DataOptions, iter_examples
+from radbatch.heads.models import load_models, materialise
+from radbatch.annotate.plan import select_tasks
+from radbatch.archive.priors import build_priors, priors_for
+from radbatch.heads.prompts import Prompt, chat_wrap
+from radbatch.heads.recipes import load_recipes
+from radbatch.heads.routing import load_routing
+from radbatch.annotate.rows import assemble, prepare
+from radbatch.heads.tasks import head_instances
 
 # 1. Options: test archive, example archive, shots, model (models.toml name) and an optional adapter.
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

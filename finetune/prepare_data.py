@@ -8,7 +8,7 @@ Prints, per head: labelled rows turned into samples, rows skipped (gold the head
 needs missing, samples over --max-length) and the token lengths of prompt + answer (median, 95th centile, max),
 which is what to look at when choosing a recipe's max_length; with a large --max-length (nothing skipped) it also
 prints the share of each head's samples over each --candidates length (issue 12: no head may lose more than 5%). Prints counts only, never report text.
-The samples are made exactly as `radbatch finetune` makes them (radbatch/finetune_data.py).
+The samples are made exactly as `radbatch finetune` makes them (radbatch/finetune/data.py).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import argparse
 
 import numpy as np
 
-from radbatch.archive import ColumnOptions
-from radbatch.finetune_base import hf_folder, load_tokenizer, resolve_base
-from radbatch.finetune_data import DataOptions, PromptTokenizer, build_dataset, format_counts
-from radbatch.recipes import load_recipes
+from radbatch.archive.reading import ColumnOptions
+from radbatch.finetune.base import hf_folder, load_tokenizer, resolve_base
+from radbatch.finetune.data import DataOptions, PromptTokenizer, build_dataset, format_counts
+from radbatch.heads.recipes import load_recipes
 
 # 1. Options: the archive, the base (its tokenizer and prompt profile), and annotate's column options.
 parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -12,7 +12,7 @@ import argparse
 import pyarrow.parquet as pq
 
 from radbatch.evaluation import radlabels
-from radbatch.recipes import load_recipes
+from radbatch.heads.recipes import load_recipes
 
 
 def main() -> None:

@@ -6,7 +6,7 @@ writes into DATA_DIR
   radlabels-train.parquet   our radlabels train part (360 real-phrasing chest X-ray reports, abnormality gold only)
   radlabels-dev.parquet     our radlabels dev part (120), for the dev-loss set
   adversarial.parquet       the source reports (a train-split sample) with one prompt injection each
-                            (radbatch/finetune_inject.py), gold unchanged; patient ids prefixed `adv-` and
+                            (radbatch/finetune/inject.py), gold unchanged; patient ids prefixed `adv-` and
                             temporal gold dropped, so no adversarial copy becomes another report's prior
 Both radlabels files carry the column options' columns (patient_id, study_date, modality, question, hypothesis) as
 nulls, so that one `radbatch finetune` command with annotate's column options reads all archives.
@@ -25,8 +25,8 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from radbatch.evaluation import radlabels
-from radbatch.finetune_inject import inject
-from radbatch.recipes import load_recipes
+from radbatch.finetune.inject import inject
+from radbatch.heads.recipes import load_recipes
 
 NULL_COLUMNS = ("patient_id", "study_date", "modality", "question", "hypothesis")
 SEED = 20261207

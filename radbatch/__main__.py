@@ -1,3 +1,3 @@
-from .cli import main
+from radbatch.cli.main import main
 
 main()

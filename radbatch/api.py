@@ -18,17 +18,18 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from . import storage
-from .archive import ColumnOptions
+from radbatch.annotate.plan import AnnotateOptions
+from radbatch.archive.fingerprint import hash_file
+from radbatch.archive.reading import ColumnOptions
+
+from .archive import storage
 from .errors import InputError, StorageError
-from .fingerprint import hash_file
-from .plan import AnnotateOptions
 
 if TYPE_CHECKING:
     import polars as pl
 
-    from .pipeline import RunSummary
-    from .plan import Plan
+    from radbatch.annotate.pipeline import RunSummary
+    from radbatch.annotate.plan import Plan
 
 # Keyword arguments that fill ColumnOptions: the CLI's --<name> options, by the same names.
 COLUMN_ARGS = {f"{f.name}_column": f.name for f in dataclasses.fields(ColumnOptions)}
@@ -79,7 +80,7 @@ def annotate(source: Any, output: str | os.PathLike | None = None, *,
         from the AWS environment variables and files), and the column options (text_column=, ...).
         Without quiet=False there is no progress bar.
     """
-    from .pipeline import annotate as run
+    from radbatch.annotate.pipeline import annotate as run
 
     _check_uris(source, output)   # before anything records a path: a URI may carry a secret
     storage.configure(options.get("s3_endpoint"))
@@ -96,7 +97,7 @@ def eval(predictions: Any, gold: str | os.PathLike | None = None, *, id_column: 
          report_dir: str | os.PathLike | None = None, tasks: list[str] | str | None = None):
     """Score one annotated output (or two, to compare runs) against gold columns; returns the EvalResult
     (`.to_json()` has every figure; `report_dir` also writes report.html and metrics.json)."""
-    from .evaluation.api import evaluate
+    from radbatch.evaluation.api import evaluate
 
     paths = [predictions] if isinstance(predictions, (str, os.PathLike)) else list(predictions)
     if isinstance(tasks, str):

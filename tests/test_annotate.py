@@ -15,8 +15,8 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 
-from radbatch.recipes import load_recipes
-from radbatch.tasks import HeadInstance
+from radbatch.heads.recipes import load_recipes
+from radbatch.heads.tasks import HeadInstance
 from conftest import REPO, REPORTS, run_cli, write_reports
 
 HEAD_STATUSES = {"ok", "error", "not_applicable", "truncated"}

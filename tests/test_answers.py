@@ -6,9 +6,9 @@ import pytest
 from llama_cpp import Llama
 
 from radbatch.errors import RowError
-from radbatch.grammar_check import grammar_accepts
-from radbatch.models import embedded_path
-from radbatch.recipes import load_recipes
+from radbatch.heads.grammar_check import grammar_accepts
+from radbatch.heads.models import embedded_path
+from radbatch.heads.recipes import load_recipes
 
 TASKS = load_recipes().tasks
 CASES = {

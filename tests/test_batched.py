@@ -15,12 +15,14 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import REPORTS, run_cli, write_reports
-from radbatch.archive import ColumnOptions, iter_units
-from radbatch.engine import LlamaEngine, Request, WorkerSpec, run_unit
-from radbatch.engine_batched import BatchedEngine, BatchSettings, prefix_tree
-from radbatch.plan import AnnotateOptions, build_plan
-from radbatch.prompts import render
-from radbatch.rows import _head_result, prepare
+from radbatch.archive.reading import ColumnOptions, iter_units
+from radbatch.engines.simple import LlamaEngine
+from radbatch.engines.spec import Request, WorkerSpec
+from radbatch.engines.build import run_unit
+from radbatch.engines.batched import BatchedEngine, BatchSettings, prefix_tree
+from radbatch.annotate.plan import AnnotateOptions, build_plan
+from radbatch.heads.prompts import render
+from radbatch.annotate.rows import _head_result, prepare
 
 DEAD_END = 'root ::= "a" "\\x00"'   # no token's text is a NUL byte: nothing fits after "a"
 
@@ -116,7 +118,7 @@ def test_grammar_dead_end_ends_only_that_sequence(unit, engines, both_outputs):
 def test_grammar_dead_end_in_a_worker(unit, engine):
     """Through the real worker pool: the simple engine's worker dies (llama.cpp aborts) and the unit fails;
     the batched worker survives and returns the dead end as that head's error."""
-    from radbatch.pool import Pool
+    from radbatch.executors.pool import Pool
     plan, work, name, spec, grammars = unit
     dead = dataclasses.replace(work.requests[0], task="dead", slot="dead")
     pool = Pool(WorkerSpec({name: spec}, {"dead": DEAD_END}, 1, engine=engine), 1, {name}, max_attempts=1)

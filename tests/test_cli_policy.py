@@ -1,4 +1,4 @@
-"""One error-to-exit-code policy for every command (radbatch/cli_errors.py, applied by the command group): the
+"""One error-to-exit-code policy for every command (radbatch/cli/policy.py, applied by the command group): the
 same kind of fault exits with the same code whichever command meets it. 2 input error, 3 engine error,
 4 storage error, 70 a radbatch bug, 130 interrupted; one `Error: ...` line, never a traceback.
 
@@ -17,8 +17,8 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from radbatch.cli import cli
-from radbatch.cli_errors import PolicyGroup, exit_code
+from radbatch.cli.main import cli
+from radbatch.cli.policy import PolicyGroup, exit_code
 from radbatch.errors import EngineError, InputError, RadbatchError, RecipeError, StorageError
 from radbatch.evaluation.confidence import confidence_column
 from radbatch.evaluation.errors import EvalError
@@ -163,9 +163,9 @@ def test_an_unexpected_error_is_one_line_exit_70_without_its_message(monkeypatch
 
 def test_no_import_circle_between_the_group_and_its_commands():
     """finetune_command, eval's, sample's and review's commands import the shared policy and options, not
-    radbatch.cli (which imports them to register them)."""
-    code = ("import sys, radbatch.finetune_command, radbatch.evaluation.command, radbatch.sample.command, "
-            "radbatch.review.command; print('radbatch.cli' in sys.modules)")
+    radbatch.cli.main (which imports them to register them)."""
+    code = ("import sys, radbatch.cli.finetune, radbatch.cli.evaluate, radbatch.cli.sample, "
+            "radbatch.cli.review; print('radbatch.cli.main' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "False"
 
@@ -174,7 +174,7 @@ def test_column_options_reach_annotate_as_one_columnoptions():
     """The CLI's option decorators hand annotate a ColumnOptions; the Python API takes it as `columns=` and
     refuses it together with the per-column keywords (a silent choice between the two would be a guess)."""
     from radbatch.api import annotate_options
-    from radbatch.archive import ColumnOptions
+    from radbatch.archive.reading import ColumnOptions
 
     opts = annotate_options(["a.parquet"], "o.parquet", columns=ColumnOptions(text="body", patient="mrn"), limit=3)
     assert (opts.columns.text, opts.columns.patient, opts.columns.id, opts.limit) == ("body", "mrn", "report_id", 3)

@@ -1,4 +1,4 @@
-"""Per-label confidence (radbatch/confidence.py) on the real embedded model, both engines, and in the output.
+"""Per-label confidence (radbatch/engines/confidence.py) on the real embedded model, both engines, and in the output.
 
 The model runs a few reports through the five closed-label heads: plainly stated answers, a contradictory
 one, a chest radiograph. Confidences are probabilities, stable on a rerun, the same from both engines, high
@@ -15,14 +15,16 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli, write_reports
-from radbatch import confidence
-from radbatch.archive import ColumnOptions, iter_units
-from radbatch.engine import Completion, LlamaEngine, run_unit
-from radbatch.engine_batched import BatchedEngine
-from radbatch.plan import AnnotateOptions, build_plan
-from radbatch.recipes import load_recipes
-from radbatch.rows import assemble, prepare
-from radbatch.tasks import CONFIDENCE_TYPE, HeadInstance
+from radbatch.engines import confidence
+from radbatch.archive.reading import ColumnOptions, iter_units
+from radbatch.engines.spec import Completion
+from radbatch.engines.simple import LlamaEngine
+from radbatch.engines.build import run_unit
+from radbatch.engines.batched import BatchedEngine
+from radbatch.annotate.plan import AnnotateOptions, build_plan
+from radbatch.heads.recipes import load_recipes
+from radbatch.annotate.rows import assemble, prepare
+from radbatch.heads.tasks import CONFIDENCE_TYPE, HeadInstance
 
 CLOSED = ("rads_assignment", "n_staging", "m_staging", "radiology_nli", "abnormality_detection")
 GENERATIVE = ("impression_generation", "radiology_qa", "radiology_ner", "temporal_comparison")
@@ -134,7 +136,7 @@ def test_the_batched_engines_token_universe_holds_every_token_the_grammar_allows
     import llama_cpp as L
     import numpy as np
 
-    from radbatch.models import embedded_path
+    from radbatch.heads.models import embedded_path
     L.llama_backend_init()
     params = L.llama_model_default_params()
     params.vocab_only = True

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from radbatch.cli import cli
+from radbatch.cli.main import cli
 from radbatch.evaluation import Settings, evaluate
 from radbatch.evaluation.calibration import (ece, fit_temperature, read_calibration, threshold_for_precision)
 from radbatch.evaluation.confidence import CONFIDENCE_TASKS, confidence_column

@@ -9,7 +9,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from radbatch.cli import cli
+from radbatch.cli.main import cli
 from radbatch.evaluation.synthetic import write_synthetic, write_table
 
 SECRET = "SECRET PATIENT TEXT 4711"
@@ -108,7 +108,7 @@ def test_report_text_never_reaches_outputs(tmp_path):
 
 
 def test_importing_the_command_stays_light():
-    code = ("import sys, radbatch.evaluation, radbatch.evaluation.command; "
+    code = ("import sys, radbatch.evaluation, radbatch.cli.evaluate; "
             "print(sorted(m for m in ('numpy', 'polars', 'pyarrow', 'matplotlib', 'rouge_score', 'nltk') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -243,14 +243,14 @@ def test_external_sigkill_of_the_worker_pid_is_survived(reference, tmp_path):
 
 @pytest.fixture
 def pool_spec():
-    from radbatch.engine import WorkerSpec
-    from radbatch.models import ModelSpec, embedded_path
+    from radbatch.engines.spec import WorkerSpec
+    from radbatch.heads.models import ModelSpec, embedded_path
     return WorkerSpec({"smollm2": ModelSpec("smollm2", str(embedded_path()), None, "chatml", 512, "radbatch", "")},
                       {}, 1)
 
 
 def test_pool_replaces_a_worker_killed_while_idle(pool_spec):
-    from radbatch.pool import Pool
+    from radbatch.executors.pool import Pool
     pool = Pool(pool_spec, 1, {"smollm2"})
     pool.start()
     try:
@@ -266,7 +266,7 @@ def test_pool_replaces_a_worker_killed_while_idle(pool_spec):
 
 
 def test_pool_gives_up_on_a_unit_after_bounded_attempts(pool_spec):
-    from radbatch.pool import Pool
+    from radbatch.executors.pool import Pool
     pool = Pool(replace(pool_spec, test_faults="u1"), 1, {"smollm2"}, max_attempts=2)
     pool.start()
     try:
@@ -284,7 +284,7 @@ def test_pool_stops_when_workers_die_on_unit_after_unit(pool_spec):
     """A broken engine is not a bad report: after 3 units given up in a row the pool raises EngineError (exit 3)
     instead of crash-looping through the archive."""
     from radbatch.errors import EngineError
-    from radbatch.pool import Pool
+    from radbatch.executors.pool import Pool
     pool = Pool(replace(pool_spec, test_faults="u0,u1,u2,u3;segv"), 1, {"smollm2"}, max_attempts=1)
     pool.start()
     seen = []

@@ -21,7 +21,7 @@ ENV = {**os.environ, "PYTHONUNBUFFERED": "1", "RADBATCH_TEST_CRASH_UNIT": ""}
 
 @pytest.fixture(scope="module")
 def base_model() -> Path:
-    from radbatch.models import embedded_path
+    from radbatch.heads.models import embedded_path
     return embedded_path()
 
 

@@ -6,10 +6,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from radbatch.archive import InputFile
+from radbatch.archive.reading import InputFile
 from radbatch.errors import StorageError
-from radbatch.finalize import finalize
-from radbatch.output import RunStore, read_provenance
+from radbatch.annotate.finalize import finalize
+from radbatch.annotate.output import RunStore, read_provenance
 
 
 def _unit(file_index: int, start: int, n: int, ids: list[str], extra: str | None = None) -> pa.Table:

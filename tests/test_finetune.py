@@ -9,7 +9,6 @@ time here is importing torch / transformers and converting files. Nothing touche
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pyarrow as pa
@@ -87,8 +86,8 @@ def labelled(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def embedded_tokenizer():
     pytest.importorskip("transformers")   # the `finetune` extra: only the tests that tokenize or train need it
-    from radbatch.finetune_base import go_offline, quiet_transformers
-    from radbatch.models import embedded_path
+    from radbatch.finetune.base import go_offline, quiet_transformers
+    from radbatch.heads.models import embedded_path
     go_offline()
     from transformers import AutoTokenizer
     quiet_transformers()
@@ -101,7 +100,7 @@ def tiny_gguf(tmp_path_factory, embedded_tokenizer) -> Path:
     """A random 2-layer Llama with SmolLM2's tokenizer, as a GGUF (the same bytes every run: seeded)."""
     torch = pytest.importorskip("torch")
     from transformers import LlamaConfig, LlamaForCausalLM
-    from radbatch.finetune_export import _run_tool
+    from radbatch.finetune.export import _run_tool
     tok = embedded_tokenizer
     folder = tmp_path_factory.mktemp("tiny")
     cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
@@ -142,7 +141,7 @@ def trained(tmp_path_factory, labelled, tiny_gguf) -> dict:
 def test_finetune_trains_exports_and_verifies_offline(trained, tiny_gguf):
     done, out = trained["proc"], trained["out"]
     assert done.returncode == 0, done.stderr[-3000:]
-    assert f"Trained 12 steps" in done.stdout
+    assert "Trained 12 steps" in done.stdout
     assert "/adapter-v1/adapter.gguf" in done.stdout.split("Adapter: ")[1]
     assert "verified: llama.cpp loads the adapter on tiny-llama.gguf" in done.stderr
     run = json.loads((out / "run.json").read_text())
@@ -156,8 +155,8 @@ def test_finetune_trains_exports_and_verifies_offline(trained, tiny_gguf):
     assert flat["checked"] and flat["window"] == [8, 12] and flat["flattened"] == (flat["drop"] < 0.02)
     assert set(run["code"]) == {"started", "commit", "dirty", "code_dir"} and run["sittings"] == [run["code"]]
     assert run["logit_change"] > 1e-3                              # the adapter changes llama.cpp's logits
-    from radbatch.finetune_adapter import adapter_metadata
-    from radbatch.models import sha256_file
+    from radbatch.finetune.adapter import adapter_metadata
+    from radbatch.heads.models import sha256_file
     meta = adapter_metadata(out / "adapter.gguf")
     assert meta["general.type"] == "adapter" and meta["adapter.type"] == "lora"
     assert meta["radbatch.base_sha256"] == sha256_file(str(tiny_gguf))
@@ -216,8 +215,8 @@ def test_finetune_refuses_output_of_another_run(trained, labelled, tiny_gguf):
 
 def test_annotate_refuses_adapter_on_wrong_base(trained, tiny_gguf, tmp_path):
     from radbatch.errors import EngineError
-    from radbatch.models import embedded_path
-    from radbatch.plan import AnnotateOptions, build_plan
+    from radbatch.heads.models import embedded_path
+    from radbatch.annotate.plan import AnnotateOptions, build_plan
     adapter = trained["out"] / "adapter.gguf"
     reports = tmp_path / "reports.parquet"
     pq.write_table(pa.table({"report_id": ["a"], "report_text": [REPORTS[0]]}), reports)
@@ -248,8 +247,8 @@ def test_bad_finetune_recipe_reports_every_problem(tmp_path, labelled):
 
 
 def test_gold_is_matched_to_the_head_vocabulary_like_eval_does():
-    from radbatch.finetune_data import canonical
-    from radbatch.recipes import load_recipes
+    from radbatch.finetune.data import canonical
+    from radbatch.heads.recipes import load_recipes
     tasks = load_recipes().tasks
     rads = tasks["rads_assignment"].answer
     assert canonical(rads, {"system": "none", "category": None}) == {"system": None, "category": None}
@@ -263,8 +262,8 @@ def test_gold_is_matched_to_the_head_vocabulary_like_eval_does():
 
 
 def test_shipped_finetune_recipes_are_valid():
-    from radbatch.finetune_recipe import RADLITE_TASK_WEIGHTS, load_finetune_recipe
-    from radbatch.recipes import load_recipes, recipes_dir
+    from radbatch.finetune.recipe import RADLITE_TASK_WEIGHTS, load_finetune_recipe
+    from radbatch.heads.recipes import load_recipes, recipes_dir
     tasks = set(load_recipes().tasks)
     found = {p.stem: load_finetune_recipe(p, tasks) for p in sorted((recipes_dir() / "finetune").glob("*.toml"))}
     assert {"smollm2_135m_lora", "radlite_lora"} <= set(found)
@@ -285,10 +284,10 @@ def test_shipped_finetune_recipes_are_valid():
 
 @pytest.fixture(scope="module")
 def examples(labelled):
-    from radbatch.archive import ColumnOptions
-    from radbatch.finetune_data import DataOptions, iter_examples
-    from radbatch.models import ModelSpec, embedded_path
-    from radbatch.recipes import load_recipes
+    from radbatch.archive.reading import ColumnOptions
+    from radbatch.finetune.data import DataOptions, iter_examples
+    from radbatch.heads.models import ModelSpec, embedded_path
+    from radbatch.heads.recipes import load_recipes
     cols = ColumnOptions(question="question", hypothesis="hypothesis", patient="patient_id", date="study_date")
     spec = ModelSpec("smollm2", str(embedded_path()), None, "chatml", 2048, "radbatch", "Apache-2.0")
     return list(iter_examples(DataOptions((str(labelled),), cols), load_recipes(), spec)), spec
@@ -296,12 +295,12 @@ def examples(labelled):
 
 @pytest.fixture(scope="module")
 def engine(examples):
-    from radbatch.engine import LlamaEngine
+    from radbatch.engines.simple import LlamaEngine
     return LlamaEngine(examples[1], threads=1, seed=0, grammars={})
 
 
 def test_training_and_annotate_tokenize_prompts_identically(examples, engine, embedded_tokenizer):
-    from radbatch.finetune_data import PromptTokenizer
+    from radbatch.finetune.data import PromptTokenizer
     ptok = PromptTokenizer(embedded_tokenizer)
     items = examples[0]
     assert len({ex.task for ex in items}) == 6 and len(items) > 40
@@ -314,8 +313,8 @@ def test_training_and_annotate_tokenize_prompts_identically(examples, engine, em
 
 
 def test_every_training_target_is_grammatical(examples, engine):
-    from radbatch.grammar_check import grammar_accepts
-    from radbatch.recipes import load_recipes
+    from radbatch.heads.grammar_check import grammar_accepts
+    from radbatch.heads.recipes import load_recipes
     tasks = load_recipes().tasks
     grammars = {}
     for ex in examples[0]:
@@ -326,9 +325,9 @@ def test_every_training_target_is_grammatical(examples, engine):
 def test_csv_archive_gives_the_same_examples(examples, tmp_path):
     """`radbatch sample` writes list-valued gold to CSV as JSON text."""
     import pyarrow.csv as pacsv
-    from radbatch.archive import ColumnOptions
-    from radbatch.finetune_data import DataOptions, iter_examples
-    from radbatch.recipes import load_recipes
+    from radbatch.archive.reading import ColumnOptions
+    from radbatch.finetune.data import DataOptions, iter_examples
+    from radbatch.heads.recipes import load_recipes
     table = _labelled_table()
     for name in ("gold__radiology_ner__entities", "gold__temporal_comparison__changes"):
         text = [None if v is None else json.dumps(v) for v in table.column(name).to_pylist()]
@@ -341,7 +340,7 @@ def test_csv_archive_gives_the_same_examples(examples, tmp_path):
 
 
 def test_dev_split_keeps_each_patient_on_one_side(examples):
-    from radbatch.finetune_data import dev_group
+    from radbatch.finetune.data import dev_group
     groups = {ex.group for ex in examples[0]}
     assert all(g.startswith("patient:P") for g in groups)
     sides = {g: dev_group(g, 3, 0.25) for g in groups}
@@ -351,7 +350,7 @@ def test_dev_split_keeps_each_patient_on_one_side(examples):
 def test_finetune_command_is_lazy():
     import subprocess
     import sys
-    code = ("import sys, radbatch.cli, radbatch.finetune_command, radbatch.finetune_adapter; "
+    code = ("import sys, radbatch.cli.main, radbatch.cli.finetune, radbatch.finetune.adapter; "
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'gguf', 'llama_cpp') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

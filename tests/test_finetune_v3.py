@@ -17,8 +17,8 @@ import pytest
 
 from conftest import REPORTS, run_cli
 
-from radbatch.finetune_data import Sample, class_balanced_weights
-from radbatch.finetune_train import flatten_check
+from radbatch.finetune.data import Sample, class_balanced_weights
+from radbatch.finetune.train import flatten_check
 
 
 def _s(task: str, *classes: str) -> Sample:
@@ -59,9 +59,9 @@ def test_balanced_sampling_leaves_out_weight_zero_tasks():
 
 
 def test_answer_classes_of_the_shipped_heads():
-    from radbatch.finetune_data import answer_classes
-    from radbatch.recipes import load_recipes
-    from radbatch.tasks import head_instances
+    from radbatch.finetune.data import answer_classes
+    from radbatch.heads.recipes import load_recipes
+    from radbatch.heads.tasks import head_instances
     heads = {h.recipe.id: h for h in head_instances(list(load_recipes().tasks.values()), ())}
     rads = heads["rads_assignment"]
     assert answer_classes(rads, "BI-RADS 4A") == answer_classes(rads, "TI-RADS TR3") == ("rads",)
@@ -101,12 +101,12 @@ def test_flatten_check_needs_a_curve():
 @pytest.fixture(scope="module")
 def ptok():
     pytest.importorskip("transformers")
-    from radbatch.finetune_base import go_offline, quiet_transformers
-    from radbatch.models import embedded_path
+    from radbatch.finetune.base import go_offline, quiet_transformers
+    from radbatch.heads.models import embedded_path
     go_offline()
     from transformers import AutoTokenizer
     quiet_transformers()
-    from radbatch.finetune_data import PromptTokenizer
+    from radbatch.finetune.data import PromptTokenizer
     p = embedded_path()
     return PromptTokenizer(AutoTokenizer.from_pretrained(p.parent, gguf_file=p.name, local_files_only=True))
 
@@ -137,10 +137,10 @@ def _real_phrasing(path: Path, n: int) -> Path:
 
 
 def test_fixed_dev_set_is_the_same_for_every_run_and_per_head(ptok, tmp_path):
-    from radbatch.archive import ColumnOptions
-    from radbatch.finetune_data import DataOptions, build_dataset
-    from radbatch.models import ModelSpec, embedded_path
-    from radbatch.recipes import load_recipes
+    from radbatch.archive.reading import ColumnOptions
+    from radbatch.finetune.data import DataOptions, build_dataset
+    from radbatch.heads.models import ModelSpec, embedded_path
+    from radbatch.heads.recipes import load_recipes
     cols = ColumnOptions(patient="patient_id", hypothesis="hypothesis")
     spec = ModelSpec("smollm2", str(embedded_path()), None, "chatml", 2048, "radbatch", "Apache-2.0")
     train = _archive(tmp_path / "train.parquet", 12)
@@ -165,10 +165,10 @@ def test_fixed_dev_set_is_the_same_for_every_run_and_per_head(ptok, tmp_path):
 
 
 def test_training_archives_may_have_gold_for_different_heads(ptok, tmp_path):
-    from radbatch.archive import ColumnOptions
-    from radbatch.finetune_data import DataOptions, build_dataset
-    from radbatch.models import ModelSpec, embedded_path
-    from radbatch.recipes import load_recipes
+    from radbatch.archive.reading import ColumnOptions
+    from radbatch.finetune.data import DataOptions, build_dataset
+    from radbatch.heads.models import ModelSpec, embedded_path
+    from radbatch.heads.recipes import load_recipes
     cols = ColumnOptions(patient="patient_id", hypothesis="hypothesis")
     spec = ModelSpec("smollm2", str(embedded_path()), None, "chatml", 2048, "radbatch", "Apache-2.0")
     files = (str(_archive(tmp_path / "gen.parquet", 9)), str(_real_phrasing(tmp_path / "real.parquet", 4)))
@@ -183,8 +183,8 @@ def test_training_archives_may_have_gold_for_different_heads(ptok, tmp_path):
 
 def test_new_recipe_fields_are_strict(tmp_path):
     from radbatch.errors import RecipeError
-    from radbatch.finetune_recipe import load_finetune_recipe
-    from radbatch.recipes import recipes_dir
+    from radbatch.finetune.recipe import load_finetune_recipe
+    from radbatch.heads.recipes import recipes_dir
     text = (recipes_dir() / "finetune" / "smollm2_135m_lora.toml").read_text()
     ok = tmp_path / "ok.toml"
     ok.write_text(text + "class_balance = 1\ndev_per_head = 24\ndev_every = 40\n")
@@ -211,7 +211,7 @@ def test_recipes_validate_accepts_the_shipped_recipes():
 
 
 def test_training_injections_keep_the_report_and_add_one_payload():
-    from radbatch.finetune_inject import TRAIN_INJECTIONS, inject
+    from radbatch.finetune.inject import TRAIN_INJECTIONS, inject
     rng = random.Random(0)
     report = "FINDINGS: Heart size normal. Lungs are clear. No effusion.\nIMPRESSION: Normal chest."
     seen = set()

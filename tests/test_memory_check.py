@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from conftest import run_cli
 
-from radbatch.gguf_meta import kv_cell_bytes
-from radbatch.models import ModelSpec, embedded_path
-from radbatch.plan import kv_streams, worker_memory
-from radbatch.settings import Settings
+from radbatch.heads.gguf_meta import kv_cell_bytes
+from radbatch.heads.models import ModelSpec, embedded_path
+from radbatch.annotate.plan import kv_streams, worker_memory
+from radbatch.annotate.settings import Settings
 
 
 def test_kv_cell_bytes_come_from_the_gguf_header():

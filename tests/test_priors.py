@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from radbatch.archive import ColumnOptions, inspect
-from radbatch.priors import PriorCursor, build_priors, priors_for
+from radbatch.archive.reading import ColumnOptions, inspect
+from radbatch.archive.priors import PriorCursor, build_priors, priors_for
 
 COLS = ColumnOptions(patient="patient_id", date="study_date", modality="modality")
 

@@ -12,9 +12,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from radbatch.archive import ColumnOptions, inspect
+from radbatch.archive.reading import ColumnOptions, inspect
 from radbatch.evaluation import quality_archives as qa
-from radbatch.priors import build_priors
+from radbatch.archive.priors import build_priors
 from radbatch.sample.archive import SampleOptions, sample_table, write_archive
 from radbatch.sample.schema import CHEXPERT
 
@@ -58,7 +58,7 @@ def test_every_head_has_60_gold_rows_and_temporal_priors_are_in_the_archive(name
     assert table.column("split").unique().to_pylist() == [MANIFEST[name]["split"]]
     counts = qa.gold_counts(table)
     assert counts == MANIFEST[name]["gold_rows"] and min(counts.values()) >= qa.MIN_GOLD
-    # annotate's own prior pairing (radbatch/priors.py) over the committed file
+    # annotate's own prior pairing (radbatch/archive/priors.py) over the committed file
     path = qa.SAMPLE_DATA / MANIFEST[name]["file"]
     cols = ColumnOptions(patient="patient_id", date="study_date", modality="modality")
     paired = set(pq.read_table(build_priors([inspect(0, path, "utf-8")], cols, "utf-8", tmp_path, None),

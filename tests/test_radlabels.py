@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from radbatch.evaluation import radlabels
-from radbatch.recipes import load_recipes
+from radbatch.heads.recipes import load_recipes
 
 
 def test_committed_split_is_what_split_computes_and_never_touches_the_reserved_test_set():

@@ -28,11 +28,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import REPORTS, write_reports
 
-from radbatch.cli import cli
-from radbatch.executor_ray import CPU_SHARE, GIVE_UP, TASK_CPUS, layout, reservation
-from radbatch.output import read_provenance
+from radbatch.cli.main import cli
+from radbatch.executors.ray_executor import CPU_SHARE, GIVE_UP, TASK_CPUS, layout, reservation
+from radbatch.annotate.output import read_provenance
 
-# Only the tests that start Ray or import radbatch.ray_data need the `ray` extra; layout, reservation and the
+# Only the tests that start Ray or import radbatch.executors.ray_data need the `ray` extra; layout, reservation and the
 # CLI's checks run without it.
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="the `ray` extra is not installed")
 
@@ -289,7 +289,7 @@ def test_model_missing_on_a_node_names_node_and_path(cluster, tmp_path):
     script = f"""
 import ray
 from radbatch.errors import EngineError
-from radbatch.executor_ray import check_nodes, layout
+from radbatch.executors.ray_executor import check_nodes, layout
 ray.init(address={cluster.address!r}, log_to_driver=False)
 slots = layout(ray.nodes(), 1, 1)
 try:
@@ -365,7 +365,7 @@ def test_ray_address_needs_ray_executor(archive, tmp_path):
 
 
 def test_cli_and_pipeline_never_import_ray():
-    code = "import sys, radbatch.cli, radbatch.pipeline; sys.exit('ray' in sys.modules)"
+    code = "import sys, radbatch.cli.main, radbatch.annotate.pipeline; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=ENV).returncode == 0
 
 
@@ -386,10 +386,10 @@ def test_reservation_leaves_a_cpu_for_ray_data_tasks():
 @pytest.mark.parametrize("fmt", ["parquet", "parquet-row-groups", "csv"])
 def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
     """The read tasks give the pending units (and only them) with the rows and types the local executor reads."""
-    from radbatch.archive import inspect, iter_units
+    from radbatch.archive.reading import inspect, iter_units
     import numpy as np
-    from radbatch.job import Pending
-    from radbatch.ray_data import UnitDatasource, from_ipc
+    from radbatch.annotate.job import Pending
+    from radbatch.executors.ray_data import UnitDatasource, from_ipc
     texts = [REPORTS[i % len(REPORTS)] for i in range(50)]
     path = write_reports(tmp_path / ("a.csv" if fmt == "csv" else "a.parquet"), texts=texts,
                          fmt="csv" if fmt == "csv" else "parquet")
@@ -416,12 +416,12 @@ def test_the_job_cuts_units_once_and_both_executors_read_them_with_the_same_prio
     """The job plans the units once (ids, rows, --limit across files, done units skipped); the local executor
     reads exactly those units, and Ray's read tasks give each the same prior reports as the local executor."""
     import pyarrow as pa
-    from radbatch.archive import ColumnOptions
-    from radbatch.job import cut_units, plan_job
-    from radbatch.output import RunStore
-    from radbatch.pipeline import read_units
-    from radbatch.plan import AnnotateOptions, build_plan
-    from radbatch.ray_data import UnitPriors
+    from radbatch.archive.reading import ColumnOptions
+    from radbatch.annotate.job import cut_units, plan_job
+    from radbatch.annotate.output import RunStore
+    from radbatch.executors.local import read_units
+    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.executors.ray_data import UnitPriors
 
     paths = []
     for k, n in enumerate((19, 12)):
@@ -454,10 +454,10 @@ def test_the_job_cuts_units_once_and_both_executors_read_them_with_the_same_prio
 
 def test_a_ray_run_with_nothing_pending_starts_no_ray_and_records_no_annotator(tmp_path):
     """Every unit already in parts (killed while finalizing): no Ray is started, no annotator ran (0 x 0)."""
-    from radbatch.executor_ray import RayExecutor
-    from radbatch.job import Parallelism, cut_units, plan_job
-    from radbatch.output import RunStore
-    from radbatch.plan import AnnotateOptions, build_plan
+    from radbatch.executors.ray_executor import RayExecutor
+    from radbatch.annotate.job import Parallelism, cut_units, plan_job
+    from radbatch.annotate.output import RunStore
+    from radbatch.annotate.plan import AnnotateOptions, build_plan
     path = write_reports(tmp_path / "a.parquet", 12)
     opts = AnnotateOptions((str(path),), str(tmp_path / "out.parquet"), tasks="m_staging", model=MODEL,
                            executor="ray", ray_address=f"127.0.0.1:{_free_port()}")   # nothing listens there

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from radbatch.errors import RecipeError
-from radbatch.recipes import load_recipes
-from radbatch.validate import validate_all
+from radbatch.heads.recipes import load_recipes
+from radbatch.heads.validate import validate_all
 from conftest import REPO, run_cli
 
 RECIPES = REPO / "recipes"

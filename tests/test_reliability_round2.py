@@ -5,7 +5,7 @@ ever, empty CSV ids.
 Every CLI run is a real subprocess of radbatch under umask 022 on real Parquet/CSV files. `--tasks none` runs the
 input, part, resume and output machinery without a model; one test runs the temporal head on the real model (its
 priors file is the report text radbatch copies for itself). Interruptions are injected where the resume hint is
-printed: a KeyboardInterrupt raised in place of finalize, in a `python -c` wrapper around `radbatch.cli.main`
+printed: a KeyboardInterrupt raised in place of finalize, in a `python -c` wrapper around `radbatch.cli.main.main`
 (no test hook in radbatch). Every report holds a marker that must never appear in stdout or stderr.
 """
 
@@ -32,14 +32,14 @@ TEXTS = [f"{REPORTS[i % len(REPORTS)]} {MARKER}" for i in range(24)]
 WRAPPER = """
 import sys
 {patch}
-from radbatch.cli import main
+from radbatch.cli.main import main
 main()
 """
 STOP_AT_FINALIZE = """
-import radbatch.pipeline
+import radbatch.annotate.pipeline
 def _stop(*args, **kwargs):
     raise KeyboardInterrupt
-radbatch.pipeline.finalize = _stop
+radbatch.annotate.pipeline.finalize = _stop
 """
 
 
@@ -128,16 +128,16 @@ def test_sample_and_eval_outputs_are_owner_only_under_umask_022(tmp_path):
 def test_finalize_temp_file_is_owner_only_inside_the_work_directory(tmp_path, monkeypatch):
     """A spy on the rename of the final file: its temp file is 0600 in the work directory, not beside the output
     (where a crash used to leave `.out.parquet.tmp` with report text, 0644, that nothing cleaned up)."""
-    import radbatch.finalize
-    from radbatch.cli import cli
+    import radbatch.annotate.finalize
+    from radbatch.cli.main import cli
     moves = []
-    real = radbatch.finalize.move_into_place
+    real = radbatch.annotate.finalize.move_into_place
 
     def spy(tmp, path):
         moves.append((Path(tmp), Path(path), mode(Path(tmp))))
         return real(tmp, path)
 
-    monkeypatch.setattr(radbatch.finalize, "move_into_place", spy)
+    monkeypatch.setattr(radbatch.annotate.finalize, "move_into_place", spy)
     old = os.umask(0o022)
     try:
         src, out = write_parquet(tmp_path / "in.parquet", 10), tmp_path / "out.parquet"
@@ -262,9 +262,9 @@ def test_struct_ids_are_exit_2_before_any_work(tmp_path):
 def test_run_json_parts_and_priors_are_fsynced_and_renamed_with_their_folder(tmp_path, monkeypatch):
     """A spy on os.fsync / os.replace (the real calls still run): run.json (begun and complete), every part and
     priors.parquet are fsynced as temp files, renamed, and then their folder is fsynced."""
-    from radbatch.archive import ColumnOptions, inspect
-    from radbatch.cli import cli
-    from radbatch.priors import build_priors
+    from radbatch.archive.reading import ColumnOptions, inspect
+    from radbatch.cli.main import cli
+    from radbatch.archive.priors import build_priors
     monkeypatch.setenv("RADBATCH_PART_ROWS", "8")   # read when the run is planned
     events = []
     real_fsync, real_replace = os.fsync, os.replace
@@ -308,8 +308,8 @@ def test_run_json_parts_and_priors_are_fsynced_and_renamed_with_their_folder(tmp
 # -- item 10: no traceback, ever --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("target, where, at", [
-    ("radbatch.rows.assemble", "unit 0:8 (rows from 8) of input file", "rows.py"),   # via the job's RowJob
-    ("radbatch.pipeline.finalize", "writing the output", "pipeline.py")])
+    ("radbatch.annotate.rows.assemble", "unit 0:8 (rows from 8) of input file", "rows.py"),   # via the job's RowJob
+    ("radbatch.annotate.pipeline.finalize", "writing the output", "pipeline.py")])
 def test_an_unexpected_exception_is_one_line_and_exit_70(tmp_path, target, where, at):
     """An exception radbatch does not expect, raised with report text in its message (as Arrow and polars errors
     sometimes are): exit 70 and one line naming its type, where in radbatch it was raised and the unit or file;

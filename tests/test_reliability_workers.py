@@ -120,7 +120,7 @@ def test_a_worker_hung_while_loading_is_exit_3(tmp_path):
 
 
 def test_watchdog_settings_are_checked():
-    from radbatch.pool import Watchdog
+    from radbatch.executors.pool import Watchdog
     assert Watchdog.from_env() == Watchdog()   # generous defaults: 30 CPU-minutes, 10 minutes without CPU
     os.environ["RADBATCH_WATCHDOG"] = "stopped_s=5,poll_s=0.5"
     try:
@@ -146,8 +146,8 @@ def test_an_engine_raising_on_every_unit_stops_the_run_with_exit_3(tmp_path):
 
 @pytest.fixture
 def pool_spec():
-    from radbatch.engine import WorkerSpec
-    from radbatch.models import ModelSpec, embedded_path
+    from radbatch.engines.spec import WorkerSpec
+    from radbatch.heads.models import ModelSpec, embedded_path
     return WorkerSpec({"smollm2": ModelSpec("smollm2", str(embedded_path()), None, "chatml", 512, "radbatch", "")},
                       {}, 1)
 
@@ -155,7 +155,7 @@ def pool_spec():
 def test_one_raising_unit_fails_alone(pool_spec):
     """A unit whose engine raises once between good units fails with the exception's type and is not retried;
     the run goes on (the broken-engine stop needs 3 in a row)."""
-    from radbatch.pool import Pool
+    from radbatch.executors.pool import Pool
     pool = Pool(replace(pool_spec, test_faults="u1,u3;raise"), 1, {"smollm2"})
     pool.start()
     try:
@@ -199,7 +199,7 @@ def test_an_input_edited_in_place_with_its_mtime_restored_is_not_resumed(tmp_pat
 
 
 def test_content_hashes_are_cached_by_stat_and_an_edit_misses_the_cache(tmp_path, monkeypatch):
-    from radbatch import fingerprint
+    from radbatch.archive import fingerprint
     monkeypatch.setenv("RADBATCH_CACHE", str(tmp_path / "cache"))
     src = tmp_path / "a.csv"
     src.write_bytes(b"report_id,report_text\nA,lungs clear\n")
@@ -219,9 +219,9 @@ def test_retry_errors_writes_the_kept_rows_back_in_bounded_parts_of_whole_units(
     """A finished output of 200 rows with errors in units 0:8 and 0:152 (the output is built here, with the real
     run key, so no model runs): the kept 184 rows come back as parts of at most 32 rows (plus the unit that
     straddles the bound), each holding whole units, with the rows and types of the output."""
-    from radbatch import retry
-    from radbatch.output import RunStore
-    from radbatch.plan import AnnotateOptions, build_plan
+    from radbatch.annotate import retry
+    from radbatch.annotate.output import RunStore
+    from radbatch.annotate.plan import AnnotateOptions, build_plan
     monkeypatch.setenv("RADBATCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(retry, "PART_ROWS", 32, raising=False)
     monkeypatch.setattr(retry, "BATCH_ROWS", 50, raising=False)
@@ -263,8 +263,8 @@ def test_ray_read_tasks_read_priors_by_row_range_as_the_forward_cursor(tmp_path)
     """The Ray driver no longer holds every pending unit's priors; a read task reads its units' priors from
     priors.parquet, skipping row groups by their statistics. Same priors as the local executor's cursor."""
     pytest.importorskip("ray")
-    from radbatch.priors import PriorCursor
-    from radbatch.ray_data import UnitPriors
+    from radbatch.archive.priors import PriorCursor
+    from radbatch.executors.ray_data import UnitPriors
     keys = [(f, r) for f in (0, 1, 2) for r in range(0, 60) if (r * 7 + f) % 3]
     path = tmp_path / "priors.parquet"
     pq.write_table(pa.table({"file": pa.array([k[0] for k in keys], pa.int32()),

@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
-from radbatch.cli import cli
+from radbatch.cli.main import cli
 from radbatch.evaluation import Settings, evaluate
 from radbatch.evaluation.confidence import confidence_column
 from radbatch.review.export import CSV_COMMENT
@@ -243,10 +243,10 @@ def test_review_html_opens_in_headless_chromium_and_shows_the_queued_rows(tmp_pa
 
 def test_reviewed_rows_are_finetune_examples(tmp_path):
     """`radbatch finetune` reads the imported gold: one m_staging example per reviewed row, target = the answer."""
-    from radbatch.archive import ColumnOptions
-    from radbatch.finetune_data import DataOptions, iter_examples
-    from radbatch.models import ModelSpec, embedded_path
-    from radbatch.recipes import load_recipes
+    from radbatch.archive.reading import ColumnOptions
+    from radbatch.finetune.data import DataOptions, iter_examples
+    from radbatch.heads.models import ModelSpec, embedded_path
+    from radbatch.heads.recipes import load_recipes
 
     src = annotated(tmp_path)
     out = tmp_path / "queue"
@@ -330,7 +330,7 @@ def test_review_end_to_end_on_real_annotate_output(tmp_path):
 def test_importing_the_review_commands_stays_light():
     import sys
 
-    code = ("import sys, radbatch.cli, radbatch.review.command; "
+    code = ("import sys, radbatch.cli.main, radbatch.cli.review; "
             "print(sorted(m for m in ('numpy', 'polars', 'pyarrow', 'matplotlib') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radbatch.route import Choice, _choose
-from radbatch.router import load_routing
+from radbatch.route_selection import Choice, _choose
+from radbatch.heads.routing import load_routing
 from conftest import REPO, run_cli
 
 
@@ -52,9 +52,9 @@ def test_shipped_ensemble_adapters_are_for_the_embedded_base_and_routed():
     """recipes/models.toml declares the embedded ensemble: at least two adapters, small, stamped with the
     embedded model's sha256; a measured routing.toml sends every head to an adapter member or to the rules
     member (only heads the rules serve), with its dev score."""
-    from radbatch.finetune_adapter import BASE_SHA_KEY, adapter_metadata
-    from radbatch.models import embedded_path, load_models, sha256_file
-    from radbatch.recipes import load_recipes
+    from radbatch.finetune.adapter import BASE_SHA_KEY, adapter_metadata
+    from radbatch.heads.models import embedded_path, load_models, sha256_file
+    from radbatch.heads.recipes import load_recipes
     recipes = load_recipes()
     models = load_models(REPO / "recipes" / "models.toml", set(recipes.profiles))
     adapters = {name: spec.adapter for name, spec in models.items() if spec.adapter}
@@ -67,7 +67,7 @@ def test_shipped_ensemble_adapters_are_for_the_embedded_base_and_routed():
         assert Path(adapter).stat().st_size < 4 * 2**20, name
     routing = load_routing(REPO / "recipes" / "routing.toml", set(recipes.tasks), set(models))
     if routing.status == "measured":
-        from radbatch.rules import HEADS as RULES_HEADS
+        from radbatch.engines.rules import HEADS as RULES_HEADS
         assert set(routing.routes.values()) <= set(adapters) | {"rules"}
         assert all(task in RULES_HEADS for task, model in routing.routes.items() if model == "rules")
         for task, score in routing.scores.items():
@@ -76,9 +76,9 @@ def test_shipped_ensemble_adapters_are_for_the_embedded_base_and_routed():
 
 def test_shipped_adapter_is_refused_on_another_base(tmp_path: Path):
     """The embedded model with one byte more is another base: annotate stops before any work, exit 3."""
-    from radbatch.models import embedded_path
-    from radbatch.recipes import load_recipes
-    from radbatch.models import load_models
+    from radbatch.heads.models import embedded_path
+    from radbatch.heads.recipes import load_recipes
+    from radbatch.heads.models import load_models
     adapter = next(s.adapter for s in load_models(REPO / "recipes" / "models.toml",
                                                   set(load_recipes().profiles)).values() if s.adapter)
     other = tmp_path / "other-base.gguf"

@@ -1,4 +1,4 @@
-"""The rules member (radbatch/rules, `kind = "rules"` in models.toml): the CheXpert rule labeller on negation,
+"""The rules member (radbatch/engines/rules, `kind = "rules"` in models.toml): the CheXpert rule labeller on negation,
 uncertainty and multi-sentence reports, and the member inside annotate, route, `radbatch models` and the plan.
 
 The sentences below were written for these tests from ordinary chest radiograph language; none comes from the
@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from radbatch.errors import InputError, RecipeError
-from radbatch.rules import HEADS, source_sha256
-from radbatch.rules import rads, staging
-from radbatch.rules.chexpert import LABELS, answer, label_report
+from radbatch.engines.rules import HEADS, source_sha256
+from radbatch.engines.rules import rads, staging
+from radbatch.engines.rules.chexpert import LABELS, answer, label_report
 from conftest import REPO, run_cli, write_reports
 
 
@@ -121,8 +121,8 @@ def test_no_finding_ignores_devices_but_not_other_abnormalities():
 
 
 def test_answer_text_is_what_the_head_parser_reads():
-    from radbatch.recipes import load_recipes
-    from radbatch.tasks import HeadInstance
+    from radbatch.heads.recipes import load_recipes
+    from radbatch.heads.tasks import HeadInstance
     head = HeadInstance(load_recipes().tasks["abnormality_detection"])
     values = head.parse(answer("Small right effusion. No pneumothorax. Possible left base atelectasis."))
     assert values["abnormality_detection__pleural_effusion"] == "positive"
@@ -190,7 +190,7 @@ def _models(tmp_path: Path, extra: str = "") -> Path:
 
 
 def _routing(tmp_path: Path, abnormality: str, rest: str = "lm") -> Path:
-    from radbatch.recipes import load_recipes
+    from radbatch.heads.recipes import load_recipes
     path = tmp_path / "routing.toml"
     routes = "\n".join(f'{t} = "{abnormality if t == "abnormality_detection" else rest}"'
                        for t in load_recipes().order)
@@ -199,7 +199,7 @@ def _routing(tmp_path: Path, abnormality: str, rest: str = "lm") -> Path:
 
 
 def test_models_file_validates_rules_members_strictly(tmp_path: Path):
-    from radbatch.models import load_models
+    from radbatch.heads.models import load_models
     specs = load_models(_models(tmp_path), {"radbatch"})
     assert specs["rules"].is_rules and specs["rules"].licence == "Apache-2.0" and not specs["lm"].is_rules
     bad = tmp_path / "bad.toml"
@@ -214,8 +214,8 @@ def test_models_file_validates_rules_members_strictly(tmp_path: Path):
 
 def test_a_recipe_edited_away_from_the_rules_format_is_named():
     from dataclasses import replace
-    from radbatch.recipes import load_recipes
-    from radbatch.rules import check_recipe
+    from radbatch.heads.recipes import load_recipes
+    from radbatch.engines.rules import check_recipe
     tasks = load_recipes().tasks
     assert [check_recipe(tasks[t]) for t in HEADS] == [[], [], []]
     abn = tasks["abnormality_detection"]
@@ -228,8 +228,8 @@ def test_a_recipe_edited_away_from_the_rules_format_is_named():
 
 
 def test_worker_memory_of_a_rules_member_is_zero(tmp_path: Path):
-    from radbatch.models import load_models
-    from radbatch.plan import worker_memory
+    from radbatch.heads.models import load_models
+    from radbatch.annotate.plan import worker_memory
     assert worker_memory([load_models(_models(tmp_path), {"radbatch"})["rules"]], "batched") == 0
 
 
@@ -283,7 +283,7 @@ def test_a_head_the_rules_do_not_serve_is_refused_before_work(tmp_path: Path):
 
 def test_recipes_validate_refuses_a_routing_file_sending_a_head_the_rules_do_not_serve(tmp_path: Path):
     import shutil
-    from radbatch.validate import validate_all
+    from radbatch.heads.validate import validate_all
     root = tmp_path / "recipes"
     shutil.copytree(REPO / "recipes", root)
     (root / "routing.toml").write_text((root / "routing.toml").read_text().replace(
@@ -303,8 +303,8 @@ def test_models_command_lists_the_rules_member_with_the_hash_of_its_sources():
 
 
 def test_route_takes_the_rules_member_as_a_candidate_and_only_for_its_heads(tmp_path: Path):
-    from radbatch.plan import AnnotateOptions
-    from radbatch.route import _choose, route
+    from radbatch.annotate.plan import AnnotateOptions
+    from radbatch.route_selection import _choose, route
     # Scores: the rules member is measured on its head only and can never be chosen for another.
     scores = {"lm": {"abnormality_detection": ("f1", 0.2, 9), "m_staging": ("acc", 0.5, 9)},
               "rules": {"abnormality_detection": ("f1", 0.9, 9)}}

@@ -266,7 +266,7 @@ def test_missing_object_and_prefix_output_are_clear_errors(server, env, fs, arch
 def test_no_region_look_up_when_an_endpoint_is_given(monkeypatch):
     """With an endpoint the region comes from AWS_REGION or is us-east-1: S3 is never asked where a bucket is
     (pyarrow's resolve_s3_region would go to AWS itself)."""
-    from radbatch import storage
+    from radbatch.archive import storage
 
     def no_look_up(bucket):
         raise AssertionError(f"region looked up for {bucket}")

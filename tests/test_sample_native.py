@@ -68,10 +68,10 @@ def test_fingerprint_follows_every_compiled_source(tmp_path, monkeypatch):
 SPAWN = """
 import multiprocessing, sys
 def child():
-    import radbatch.sample.command, radbatch.sample.reports
+    import radbatch.cli.sample, radbatch.sample.reports
     print(radbatch.sample.reports.__file__.endswith(".so"))
 if __name__ == "__main__":
-    import radbatch.cli  # registers `radbatch sample`, so the compiled generator is active here
+    import radbatch.cli.main  # registers `radbatch sample`, so the compiled generator is active here
     assert not [p for p in sys.path if "_native" in p], sys.path
     process = multiprocessing.get_context("spawn").Process(target=child)
     process.start()

@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from radbatch.sample import archive
 from radbatch.sample.archive import SampleOptions, write_archive
-from radbatch.sample.command import sample
+from radbatch.cli.sample import sample
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -224,14 +224,14 @@ def test_cli_usage_errors_say_how_to_fix_them(tmp_path, monkeypatch, args, messa
 def test_cli_unwritable_output_is_an_error_not_a_traceback(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    from radbatch.cli import cli
+    from radbatch.cli.main import cli
     result = CliRunner().invoke(cli, ["sample", "-n", "5", "-o", str(blocker / "r.parquet")])
     assert result.exit_code == 4   # a storage error, as annotate's (it was 1 before the one exit-code policy)
     assert result.output.startswith(f"Error: cannot write {blocker / 'r.parquet'}: ")
 
 
 def test_importing_the_command_is_cheap():
-    code = "import sys, radbatch.sample.command; print(sorted(m for m in ('pyarrow', 'radbatch.sample.archive') if m in sys.modules))"
+    code = "import sys, radbatch.cli.sample; print(sorted(m for m in ('pyarrow', 'radbatch.sample.archive') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"
 

@@ -1,6 +1,6 @@
 """The sectionizer: findings/impression split, and in-report comparison statements."""
 
-from radbatch.sections import mentions_comparison, split_sections
+from radbatch.archive.sections import mentions_comparison, split_sections
 
 
 def test_headers_any_case_and_order():

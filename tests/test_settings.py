@@ -11,11 +11,11 @@ import pytest
 from click.testing import CliRunner
 from conftest import write_reports
 
-from radbatch.cli import cli
-from radbatch.engine import BatchSettings, WorkerSpec
+from radbatch.cli.main import cli
+from radbatch.engines.spec import BatchSettings, WorkerSpec
 from radbatch.errors import InputError
-from radbatch.models import ModelSpec, embedded_path
-from radbatch.settings import PartFlush, Settings
+from radbatch.heads.models import ModelSpec, embedded_path
+from radbatch.annotate.settings import PartFlush, Settings
 
 
 def test_settings_come_from_the_environment_once_with_defaults():
@@ -53,7 +53,7 @@ def test_a_bad_setting_stops_annotate_before_any_work_with_exit_2(tmp_path):
 
 def test_part_flush_is_read_when_the_run_is_planned(tmp_path, monkeypatch):
     """In process (no import-time read): the same interpreter runs with 8-row parts, then with the default."""
-    from radbatch.output import RunStore
+    from radbatch.annotate.output import RunStore
     src = write_reports(tmp_path / "in.parquet", 24)
     real, seen = RunStore.write_part, []
 
@@ -72,7 +72,7 @@ def test_part_flush_is_read_when_the_run_is_planned(tmp_path, monkeypatch):
 
 def test_a_worker_reads_faults_from_its_spec_not_its_environment(monkeypatch):
     """The fault hook set in the environment after planning reaches no worker; set in the spec, it does."""
-    from radbatch.pool import Pool
+    from radbatch.executors.pool import Pool
     spec = WorkerSpec({"smollm2": ModelSpec("smollm2", str(embedded_path()), None, "chatml", 512, "radbatch", "")},
                       {}, 1)
     monkeypatch.setenv("RADBATCH_TEST_CRASH_UNIT", "u0;raise")

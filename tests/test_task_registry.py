@@ -1,4 +1,4 @@
-"""The task registry (radbatch/recipes.py) is the one place that knows what a head is.
+"""The task registry (radbatch/heads/recipes.py) is the one place that knows what a head is.
 
 A tenth, closed-label head added as ONE recipe file in a copy of recipes/ shows up in `radbatch tasks`, in a real
 annotate run's output columns (embedded SmolLM2, base model), in eval's metrics (gold the test writes) and in
@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from radbatch.errors import RecipeError
-from radbatch.recipes import load_recipes
+from radbatch.heads.recipes import load_recipes
 from conftest import REPO, REPORTS, run_cli, write_reports
 
 NINE = ("rads_assignment", "impression_generation", "temporal_comparison", "radiology_ner", "n_staging",
@@ -133,10 +133,10 @@ def test_eval_scores_the_new_head_with_its_kinds_metric(ten, tmp_path):
 
 
 def test_finetune_data_step_turns_the_new_heads_gold_into_examples(ten, tmp_path):
-    from radbatch.archive import ColumnOptions
-    from radbatch.finetune_data import DataOptions, PromptTokenizer, build_dataset, iter_examples
-    from radbatch.finetune_recipe import load_finetune_recipe
-    from radbatch.models import ModelSpec, embedded_path
+    from radbatch.archive.reading import ColumnOptions
+    from radbatch.finetune.data import DataOptions, PromptTokenizer, build_dataset, iter_examples
+    from radbatch.finetune.recipe import load_finetune_recipe
+    from radbatch.heads.models import ModelSpec, embedded_path
 
     labelled = tmp_path / "labelled.parquet"
     pq.write_table(pa.table({
@@ -151,7 +151,7 @@ def test_finetune_data_step_turns_the_new_heads_gold_into_examples(ten, tmp_path
     prompt = "".join(text for text, _ in examples[0].prompt.parts)
     assert recipes.task(NEW).instruction in prompt
 
-    from radbatch.finetune_base import go_offline, quiet_transformers
+    from radbatch.finetune.base import go_offline, quiet_transformers
     go_offline()
     from transformers import AutoTokenizer
     quiet_transformers()

@@ -6,7 +6,7 @@ Library entry points (imported lazily so that `import radbatch.evaluation` and t
         -> EvalResult        (radbatch.evaluation.api)
     format_table(result) -> str          the terminal table
     EvalResult.to_json() / .write_json(path)   metrics.json
-    eval_command                         the Click command (radbatch.evaluation.command)
+    eval_command                         the Click command (radbatch.cli.evaluate)
 
 See docs/evaluation.md for what each metric means and how rows are joined and counted.
 """

@@ -60,7 +60,7 @@ def evaluate(predictions: list[Path], gold: Path | None = None, id_column: str |
     comparison = _compare(specs, [rows for _, rows in scored], settings) if len(runs) == 2 else None
     result = EvalResult(settings, runs, comparison)
     if report_dir is not None:
-        from .report_html import write_report  # matplotlib is imported only here
+        from .report_html import write_report
 
         write_report(result, Path(report_dir))
         result.write_json(Path(report_dir) / "metrics.json")

@@ -17,9 +17,8 @@ from .rows import ROW_KEY
 from .task_specs import TaskSpec, load_specs
 
 
-
 def confidence_tasks() -> tuple[str, ...]:
-    """The heads whose answer kind carries confidences (radbatch/confidence.py: choice, rads, labels), in
+    """The heads whose answer kind carries confidences (radbatch/engines/confidence.py: choice, rads, labels), in
     registry order."""
     return tuple(task for task, spec in load_specs().items() if spec.kind in CONFIDENCE_KINDS)
 

@@ -1,6 +1,6 @@
 """How each answer kind is scored, and the rule that turns a joined table into one head's scored items.
 
-The heads themselves come from the task registry (radbatch/recipes.py via task_specs): a head is scored by the
+The heads themselves come from the task registry (radbatch/heads/recipes.py via task_specs): a head is scored by the
 functions of its answer kind and headlined by its recipe's primary metric, so a new head needs no code here.
 """
 
@@ -31,7 +31,7 @@ class Head:
     score: Callable[[TaskSpec, HeadRows], FigureBlock]
 
 
-# answer kind (radbatch.recipes.ANSWER_KINDS) -> (invalid gold, score)
+# answer kind (radbatch.heads.recipes.ANSWER_KINDS) -> (invalid gold, score)
 SCORERS = {
     "rads": (invalid_gold_rads, score_rads),
     "text": (invalid_gold_text, score_text),

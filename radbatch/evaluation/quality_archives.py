@@ -9,7 +9,7 @@ is exactly that draw. The dev archive tops up its rarest head, temporal comparis
 that head has MIN_GOLD rows; the plain draw would need 631 reports, and every member is run over dev to route.
 A temporal row counts only when its prior report is in the archive: the earlier report of the same patient
 and modality, as `radbatch annotate --patient-column patient_id --date-column study_date --modality-column
-modality` pairs them (radbatch/priors.py). The generator writes a patient's reports consecutively and in date
+modality` pairs them (radbatch/archive/priors.py). The generator writes a patient's reports consecutively and in date
 order, so every follow-up's prior is in the archive too; `gold_counts` checks that rather than assume it.
 
     python finetune/quality_archives.py            # writes sample_data/quality_{test,dev}.parquet and the manifest

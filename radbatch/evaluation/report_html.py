@@ -9,7 +9,8 @@ from __future__ import annotations
 import html
 from pathlib import Path
 
-from . import charts
+from radbatch.evaluation import charts
+
 from .result import EvalResult, FigureResult, HeadResult, RunResult
 from .table_text import _ci, _num
 

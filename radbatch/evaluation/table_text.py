@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 
 from .output_rates import rates_line
-from .result import DiffResult, EvalResult, FigureResult, HeadResult, JoinReport, RunResult
+from .result import (
+    DiffResult,
+    EvalResult,
+    FigureResult,
+    HeadResult,
+    JoinReport,
+    RunResult,
+)
 
 
 def _num(x: float | None, signed: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""What evaluation needs from the task registry (radbatch/recipes.py): output fields and answer vocabularies.
+"""What evaluation needs from the task registry (radbatch/heads/recipes.py): output fields and answer vocabularies.
 
 Derived from the strict recipe loader, never re-read from the TOML: a recipe problem stops eval with every
 problem listed, and a new head's recipe is all eval needs. Vocabularies are kept in recipe order: for RADS that
@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from radbatch.answers import ChoiceAnswer, RadsAnswer
-from radbatch.answers_lists import ChangesAnswer, EntitiesAnswer, LabelsAnswer
 from radbatch.errors import RecipeError
-from radbatch.recipes import TaskRecipe, load_recipes, recipes_dir
+from radbatch.heads.answers import ChoiceAnswer, RadsAnswer
+from radbatch.heads.answers_lists import ChangesAnswer, EntitiesAnswer, LabelsAnswer
+from radbatch.heads.recipes import TaskRecipe, load_recipes, recipes_dir
+
 from .errors import EvalError
 
 

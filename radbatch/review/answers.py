@@ -1,6 +1,6 @@
 """What a reviewer can answer for a head: one or more choice controls, each mapping a choice to gold fields.
 
-Built from the task registry (radbatch/recipes.py; the same answers the grammar allows): a choice head offers its options' text
+Built from the task registry (radbatch/heads/recipes.py; the same answers the grammar allows): a choice head offers its options' text
 ("Positive, N1"), RADS offers "<SYSTEM> <category>" and its none text, abnormality_detection offers one
 control per CheXpert label with positive / negative / uncertain / not_mentioned.
 """
@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from radbatch.answers import RadsAnswer
-from radbatch.answers_lists import LabelsAnswer
 from radbatch.errors import InputError
 from radbatch.evaluation.confidence import confidence_column, confidence_tasks
+from radbatch.heads.answers import RadsAnswer
+from radbatch.heads.answers_lists import LabelsAnswer
 
 NOT_MENTIONED = "not_mentioned"
 
@@ -52,7 +52,7 @@ class ReviewHead:
 
 def review_head(task: str) -> ReviewHead:
     from radbatch.errors import RecipeError
-    from radbatch.recipes import load_recipes
+    from radbatch.heads.recipes import load_recipes
 
     try:
         recipe = load_recipes().tasks.get(task)

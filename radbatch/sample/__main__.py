@@ -1,6 +1,6 @@
 """`python -m radbatch.sample ...`: the same command as `radbatch sample ...`."""
 
-from radbatch.sample.command import sample
+from radbatch.cli.sample import sample
 
 if __name__ == "__main__":
     sample(prog_name="radbatch sample")

@@ -1,7 +1,7 @@
 """Columns of a sample archive and their Arrow types.
 
 Gold columns are `gold__<task>__<field>` with exactly the name, type and order that `radbatch annotate` gives
-`<task>__<field>`: they are read from the task registry (radbatch/recipes.py), for the heads this generator
+`<task>__<field>`: they are read from the task registry (radbatch/heads/recipes.py), for the heads this generator
 writes gold for (LABELLED: reports.py fills their values); tests/test_sample_schema.py holds the two together.
 """
 
@@ -12,7 +12,7 @@ from operator import itemgetter
 import numpy as np
 import pyarrow as pa
 
-from radbatch.recipes import load_recipes
+from radbatch.heads.recipes import load_recipes
 from radbatch.sample.cohort import accessions, report_ids
 
 BASE = pa.schema(

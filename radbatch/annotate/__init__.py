@@ -1,0 +1,1 @@
+"""annotate's stages: plan (the job) -> rows (prepare / assemble) -> output parts -> finalize; retry."""

@@ -1,0 +1,1 @@
+"""Report archives: strict Parquet/CSV reading, content identity, sections, priors, private files, object storage."""

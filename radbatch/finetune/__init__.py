@@ -1,0 +1,1 @@
+"""`radbatch finetune`: labelled archive -> chat samples -> LoRA training -> GGUF adapter checks."""

@@ -1,0 +1,1 @@
+"""The task registry: recipes -> typed heads (answers, prompts, Arrow types), models.toml and routing."""
