@@ -15,7 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from conftest import run_cli, write_reports
-from radbatch.engines import confidence
+from radbatch.engines import confidence as engine_confidence
+from radbatch.heads import confidence
 from radbatch.archive.reading import ColumnOptions, iter_units
 from radbatch.engines.spec import Completion
 from radbatch.engines.simple import LlamaEngine
@@ -146,13 +147,13 @@ def test_the_batched_engines_token_universe_holds_every_token_the_grammar_allows
         n = L.llama_vocab_n_tokens(vocab)
         buf = (L.llama_token_data * n)()
         view = np.frombuffer(buf, dtype=np.dtype([("id", np.int32), ("logit", np.float32), ("p", np.float32)]))
-        eog = confidence.eog_mask(L, np, vocab, n)
-        pieces = confidence.token_pieces(L, vocab, n)
+        eog = engine_confidence.eog_mask(L, np, vocab, n)
+        pieces = engine_confidence.token_pieces(L, vocab, n)
         tasks = load_recipes().tasks
-        assert confidence.token_universe(np, HeadInstance(tasks["radiology_qa"]).grammar(), pieces, eog) is None
+        assert engine_confidence.token_universe(np, HeadInstance(tasks["radiology_qa"]).grammar(), pieces, eog) is None
         for task, texts in ANSWERS.items():
             grammar = HeadInstance(tasks[task]).grammar()
-            universe = set(confidence.token_universe(np, grammar, pieces, eog).tolist())
+            universe = set(engine_confidence.token_universe(np, grammar, pieces, eog).tolist())
             assert len(universe) < 1000, task
             for text in texts:
                 sampler = L.llama_sampler_init_grammar(vocab, grammar.encode(), b"root")

@@ -3,7 +3,7 @@
 A head instance is one output slot: a task, and for a head with a `question` input (radiology_qa) with repeated
 --question one instance per question (columns get a suffix `_1`, `_2`, ...). Columns: `<task>__<field><suffix>`, then the closed-label heads'
 confidence columns (`<task>__confidence`, for abnormality detection `<task>__<label>_confidence`; float32 in
-[0, 1], radbatch/engines/confidence.py), then `<task>__status<suffix>`, `<task>__error<suffix>`, `<task>__model<suffix>`.
+[0, 1], radbatch/heads/confidence.py), then `<task>__status<suffix>`, `<task>__error<suffix>`, `<task>__model<suffix>`.
 """
 
 from __future__ import annotations
@@ -12,14 +12,14 @@ from dataclasses import dataclass
 
 import pyarrow as pa
 
-from radbatch.engines import confidence
+from . import confidence
 
 from .models import ModelSpec
 from .prompts import Prompt, render
 from .recipes import Profile, TaskRecipe
 
 STATUSES = ("ok", "error", "not_applicable", "truncated")
-CONFIDENCE_TYPE = pa.float32()   # 7 significant digits: more than the probabilities carry (radbatch/engines/confidence.py)
+CONFIDENCE_TYPE = pa.float32()   # 7 significant digits: more than the probabilities carry (radbatch/heads/confidence.py)
 
 
 @dataclass(frozen=True)
