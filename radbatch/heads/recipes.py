@@ -23,7 +23,7 @@ from .answers import ChoiceAnswer, RadsAnswer, TextAnswer
 from .answers_lists import ChangesAnswer, EntitiesAnswer, LabelsAnswer
 from .arrow_types import parse_type
 
-ANSWER_KINDS = {
+ANSWER_KINDS: dict[str, Any] = {   # kind name -> answer class (each has build(spec, problems, where))
     "choice": ChoiceAnswer, "rads": RadsAnswer, "text": TextAnswer,
     "labels": LabelsAnswer, "entities": EntitiesAnswer, "changes": ChangesAnswer,
 }
