@@ -63,7 +63,7 @@ def build_input(path: Path, rows: int) -> None:
 
 def build_output(src: Path, out: Path, errors: int) -> dict:
     """A finished m_staging output of `src` with `errors` units in error, under the run key of the code under test."""
-    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.annotation.plan import AnnotateOptions, build_plan
     plan = build_plan(AnnotateOptions((str(src),), str(out), tasks="m_staging"))
     (head,) = plan.heads
     rows, size = plan.files[0].rows, plan.opts.unit_size
@@ -128,8 +128,8 @@ def ray_plan(src: Path, work: Path, prepare: bool) -> None:
     """The Ray driver's plan of a fully pending run with the temporal head: its RSS before and after (the plan
     still held) and the process's peak. The priors file is built first in another process (`prepare`), so
     polars' memory for it does not count."""
-    from radbatch.annotate.job import cut_units
-    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.annotation.job import cut_units
+    from radbatch.annotation.plan import AnnotateOptions, build_plan
     from radbatch.archive.reading import ColumnOptions
     from radbatch.archive.priors import build_priors
     cols = ColumnOptions(patient="patient_id", date="study_date")

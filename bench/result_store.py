@@ -1,4 +1,4 @@
-"""Cost of the per-row result store (radbatch/annotate/result_store.py) apart from model time: writes and lookups of
+"""Cost of the per-row result store (radbatch/annotation/result_store.py) apart from model time: writes and lookups of
 --rows synthetic entries, keying requests, peak memory.
 
 Entries look like real ones: a short answer with its per-token confidence steps (8 tokens) for 8 heads in 9, a
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from radbatch.engines.spec import Completion, Request
 from radbatch.heads.prompts import Prompt
-from radbatch.annotate.result_store import ResultStore, request_key
+from radbatch.annotation.result_store import ResultStore, request_key
 
 UNIT = 72   # 8 rows x 9 heads
 

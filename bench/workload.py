@@ -131,9 +131,9 @@ def units(path: Path, profile: str | None = None, tasks: str | None = None, limi
 
     profile overrides the model's prompt profile (e.g. "radlite" for the notebook baseline)."""
     from radbatch.archive.reading import iter_units
-    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.annotation.plan import AnnotateOptions, build_plan
     from radbatch.archive.priors import build_priors, priors_for
-    from radbatch.annotate.rows import prepare
+    from radbatch.annotation.rows import prepare
 
     work = Path(tempfile.mkdtemp(prefix="radbatch-units-"))
     opts = AnnotateOptions((str(path),), str(work / "out.parquet"), tasks=tasks, columns=column_options(path),

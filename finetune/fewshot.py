@@ -29,12 +29,12 @@ from radbatch.engines.simple import LlamaEngine
 from radbatch.engines.spec import Request
 from radbatch.finetune.data import DataOptions, iter_examples
 from radbatch.heads.models import load_models, materialise
-from radbatch.annotate.plan import select_tasks
+from radbatch.annotation.plan import select_tasks
 from radbatch.archive.priors import build_priors, priors_for
 from radbatch.heads.prompts import Prompt, chat_wrap
 from radbatch.heads.recipes import load_recipes
 from radbatch.heads.routing import load_routing
-from radbatch.annotate.rows import assemble, prepare
+from radbatch.annotation.rows import assemble, prepare
 from radbatch.heads.tasks import head_instances
 
 # 1. Options: test archive, example archive, shots, model (models.toml name) and an optional adapter.

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from radbatch.annotate.plan import AnnotateOptions
+from radbatch.annotation.plan import AnnotateOptions
 from radbatch.archive.fingerprint import hash_file
 from radbatch.archive.reading import ColumnOptions
 
@@ -28,8 +28,8 @@ from .errors import InputError, StorageError
 if TYPE_CHECKING:
     import polars as pl
 
-    from radbatch.annotate.pipeline import RunSummary
-    from radbatch.annotate.plan import Plan
+    from radbatch.annotation.pipeline import RunSummary
+    from radbatch.annotation.plan import Plan
 
 # Keyword arguments that fill ColumnOptions: the CLI's --<name> options, by the same names.
 COLUMN_ARGS = {f"{f.name}_column": f.name for f in dataclasses.fields(ColumnOptions)}
@@ -80,7 +80,7 @@ def annotate(source: Any, output: str | os.PathLike | None = None, *,
         from the AWS environment variables and files), and the column options (text_column=, ...).
         Without quiet=False there is no progress bar.
     """
-    from radbatch.annotate.pipeline import annotate as run
+    from radbatch.annotation.pipeline import annotate as run
 
     _check_uris(source, output)   # before anything records a path: a URI may carry a secret
     storage.configure(options.get("s3_endpoint"))

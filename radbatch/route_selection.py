@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from radbatch.annotate.plan import AnnotateOptions, select_tasks
+from radbatch.annotation.plan import AnnotateOptions, select_tasks
 from radbatch.heads.models import load_models, materialise
 from radbatch.heads.recipes import load_recipes
 
@@ -37,7 +37,7 @@ def _cost(spec) -> int:
 
 def route(base: AnnotateOptions, models_file: Path, work_dir: Path, candidates: list[str] | None = None
           ) -> list[Choice]:
-    from radbatch.annotate.pipeline import annotate
+    from radbatch.annotation.pipeline import annotate
 
     from .evaluation import evaluate
 

@@ -14,7 +14,7 @@ ALLOWED = {
     "archive": set(),
     "heads": {"archive", "engines.rules", "finetune.recipe"},   # the rules member's source hash; recipes validate
     "engines": {"heads", "archive"},
-    "executors": {"engines", "heads", "archive", "annotate"},    # executors take the job (annotate/job.py)
+    "executors": {"engines", "heads", "archive", "annotation"},  # executors take the job (annotation/job.py)
 }
 
 
@@ -97,7 +97,7 @@ def test_the_architecture_doc_names_modules_that_exist():
     """Every radbatch/... path docs/architecture.md names exists, so the one-screen map cannot go stale silently."""
     import re
     text = (ROOT / "docs" / "architecture.md").read_text()
-    named = set(re.findall(r"`((?:cli|annotate|executors|engines|heads|archive|finetune|evaluation)/[\w/]+\.py)", text))
+    named = set(re.findall(r"`((?:cli|annotation|executors|engines|heads|archive|finetune|evaluation)/[\w/]+\.py)", text))
     assert len(named) > 30
     missing = sorted(p for p in named if not (ROOT / "radbatch" / p).exists())
     assert missing == []

@@ -20,9 +20,9 @@ from radbatch.engines.simple import LlamaEngine
 from radbatch.engines.spec import Request, WorkerSpec
 from radbatch.engines.build import run_unit
 from radbatch.engines.batched import BatchedEngine, BatchSettings, prefix_tree
-from radbatch.annotate.plan import AnnotateOptions, build_plan
+from radbatch.annotation.plan import AnnotateOptions, build_plan
 from radbatch.heads.prompts import render
-from radbatch.annotate.rows import _head_result, prepare
+from radbatch.annotation.rows import _head_result, prepare
 
 DEAD_END = 'root ::= "a" "\\x00"'   # no token's text is a NUL byte: nothing fits after "a"
 

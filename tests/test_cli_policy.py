@@ -129,7 +129,7 @@ def test_every_command_runs_under_the_group_policy():
     """The group applies the policy, so a command added later (a nested group included) cannot miss it."""
     assert isinstance(cli, PolicyGroup)
     assert set(cli.commands) == {"annotate", "tasks", "models", "route", "recipes", "sample", "eval", "calibrate",
-                                 "review", "review-import", "finetune"}
+                                 "review", "review-import", "finetune", "cache"}
 
 
 @pytest.mark.parametrize("error, code, output", [

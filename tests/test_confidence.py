@@ -22,9 +22,9 @@ from radbatch.engines.spec import Completion
 from radbatch.engines.simple import LlamaEngine
 from radbatch.engines.build import run_unit
 from radbatch.engines.batched import BatchedEngine
-from radbatch.annotate.plan import AnnotateOptions, build_plan
+from radbatch.annotation.plan import AnnotateOptions, build_plan
 from radbatch.heads.recipes import load_recipes
-from radbatch.annotate.rows import assemble, prepare
+from radbatch.annotation.rows import assemble, prepare
 from radbatch.heads.tasks import CONFIDENCE_TYPE, HeadInstance
 
 CLOSED = ("rads_assignment", "n_staging", "m_staging", "radiology_nli", "abnormality_detection")

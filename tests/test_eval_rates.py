@@ -1,6 +1,6 @@
 """Truncation and invalid-output rates per head, in `radbatch eval` and from an annotated file without gold.
 
-Constructed rows with hand-counted outcomes; the error messages are the ones radbatch/annotate/rows.py writes.
+Constructed rows with hand-counted outcomes; the error messages are the ones radbatch/annotation/rows.py writes.
 """
 
 from __future__ import annotations

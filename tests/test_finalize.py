@@ -8,8 +8,8 @@ import pytest
 
 from radbatch.archive.reading import InputFile
 from radbatch.errors import StorageError
-from radbatch.annotate.finalize import finalize
-from radbatch.annotate.output import RunStore, read_provenance
+from radbatch.annotation.finalize import finalize
+from radbatch.annotation.output import RunStore, read_provenance
 
 
 def _unit(file_index: int, start: int, n: int, ids: list[str], extra: str | None = None) -> pa.Table:

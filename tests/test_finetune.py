@@ -216,7 +216,7 @@ def test_finetune_refuses_output_of_another_run(trained, labelled, tiny_gguf):
 def test_annotate_refuses_adapter_on_wrong_base(trained, tiny_gguf, tmp_path):
     from radbatch.errors import EngineError
     from radbatch.heads.models import embedded_path
-    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.annotation.plan import AnnotateOptions, build_plan
     adapter = trained["out"] / "adapter.gguf"
     reports = tmp_path / "reports.parquet"
     pq.write_table(pa.table({"report_id": ["a"], "report_text": [REPORTS[0]]}), reports)

@@ -6,8 +6,8 @@ from conftest import run_cli
 
 from radbatch.heads.gguf_meta import kv_cell_bytes
 from radbatch.heads.models import ModelSpec, embedded_path
-from radbatch.annotate.plan import kv_streams, worker_memory
-from radbatch.annotate.settings import Settings
+from radbatch.annotation.plan import kv_streams, worker_memory
+from radbatch.annotation.settings import Settings
 
 
 def test_kv_cell_bytes_come_from_the_gguf_header():

@@ -45,7 +45,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import run_cli
 
-from radbatch.annotate.output import META_KEY, read_provenance
+from radbatch.annotation.output import META_KEY, read_provenance
 
 DATA = Path(__file__).resolve().parent / "data"
 ARCHIVE = DATA / "output_digest_archive.json"

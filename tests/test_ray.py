@@ -30,7 +30,7 @@ from conftest import REPORTS, write_reports
 
 from radbatch.cli.main import cli
 from radbatch.executors.ray_executor import CPU_SHARE, GIVE_UP, TASK_CPUS, layout, reservation
-from radbatch.annotate.output import read_provenance
+from radbatch.annotation.output import read_provenance
 
 # Only the tests that start Ray or import radbatch.executors.ray_data need the `ray` extra; layout, reservation and the
 # CLI's checks run without it.
@@ -365,7 +365,7 @@ def test_ray_address_needs_ray_executor(archive, tmp_path):
 
 
 def test_cli_and_pipeline_never_import_ray():
-    code = "import sys, radbatch.cli.main, radbatch.annotate.pipeline; sys.exit('ray' in sys.modules)"
+    code = "import sys, radbatch.cli.main, radbatch.annotation.pipeline; sys.exit('ray' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], env=ENV).returncode == 0
 
 
@@ -388,7 +388,7 @@ def test_datasource_reads_exactly_the_local_units(tmp_path, fmt):
     """The read tasks give the pending units (and only them) with the rows and types the local executor reads."""
     from radbatch.archive.reading import inspect, iter_units
     import numpy as np
-    from radbatch.annotate.job import Pending
+    from radbatch.annotation.job import Pending
     from radbatch.executors.ray_data import UnitDatasource, from_ipc
     texts = [REPORTS[i % len(REPORTS)] for i in range(50)]
     path = write_reports(tmp_path / ("a.csv" if fmt == "csv" else "a.parquet"), texts=texts,
@@ -417,10 +417,10 @@ def test_the_job_cuts_units_once_and_both_executors_read_them_with_the_same_prio
     reads exactly those units, and Ray's read tasks give each the same prior reports as the local executor."""
     import pyarrow as pa
     from radbatch.archive.reading import ColumnOptions
-    from radbatch.annotate.job import cut_units, plan_job
-    from radbatch.annotate.output import RunStore
+    from radbatch.annotation.job import cut_units, plan_job
+    from radbatch.annotation.output import RunStore
     from radbatch.executors.local import read_units
-    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.annotation.plan import AnnotateOptions, build_plan
     from radbatch.executors.ray_data import UnitPriors
 
     paths = []
@@ -455,9 +455,9 @@ def test_the_job_cuts_units_once_and_both_executors_read_them_with_the_same_prio
 def test_a_ray_run_with_nothing_pending_starts_no_ray_and_records_no_annotator(tmp_path):
     """Every unit already in parts (killed while finalizing): no Ray is started, no annotator ran (0 x 0)."""
     from radbatch.executors.ray_executor import RayExecutor
-    from radbatch.annotate.job import Parallelism, cut_units, plan_job
-    from radbatch.annotate.output import RunStore
-    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.annotation.job import Parallelism, cut_units, plan_job
+    from radbatch.annotation.output import RunStore
+    from radbatch.annotation.plan import AnnotateOptions, build_plan
     path = write_reports(tmp_path / "a.parquet", 12)
     opts = AnnotateOptions((str(path),), str(tmp_path / "out.parquet"), tasks="m_staging", model=MODEL,
                            executor="ray", ray_address=f"127.0.0.1:{_free_port()}")   # nothing listens there

@@ -36,10 +36,10 @@ from radbatch.cli.main import main
 main()
 """
 STOP_AT_FINALIZE = """
-import radbatch.annotate.pipeline
+import radbatch.annotation.pipeline
 def _stop(*args, **kwargs):
     raise KeyboardInterrupt
-radbatch.annotate.pipeline.finalize = _stop
+radbatch.annotation.pipeline.finalize = _stop
 """
 
 
@@ -128,16 +128,16 @@ def test_sample_and_eval_outputs_are_owner_only_under_umask_022(tmp_path):
 def test_finalize_temp_file_is_owner_only_inside_the_work_directory(tmp_path, monkeypatch):
     """A spy on the rename of the final file: its temp file is 0600 in the work directory, not beside the output
     (where a crash used to leave `.out.parquet.tmp` with report text, 0644, that nothing cleaned up)."""
-    import radbatch.annotate.finalize
+    import radbatch.annotation.finalize
     from radbatch.cli.main import cli
     moves = []
-    real = radbatch.annotate.finalize.move_into_place
+    real = radbatch.annotation.finalize.move_into_place
 
     def spy(tmp, path):
         moves.append((Path(tmp), Path(path), mode(Path(tmp))))
         return real(tmp, path)
 
-    monkeypatch.setattr(radbatch.annotate.finalize, "move_into_place", spy)
+    monkeypatch.setattr(radbatch.annotation.finalize, "move_into_place", spy)
     old = os.umask(0o022)
     try:
         src, out = write_parquet(tmp_path / "in.parquet", 10), tmp_path / "out.parquet"
@@ -308,8 +308,8 @@ def test_run_json_parts_and_priors_are_fsynced_and_renamed_with_their_folder(tmp
 # -- item 10: no traceback, ever --------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("target, where, at", [
-    ("radbatch.annotate.rows.assemble", "unit 0:8 (rows from 8) of input file", "rows.py"),   # via the job's RowJob
-    ("radbatch.annotate.pipeline.finalize", "writing the output", "pipeline.py")])
+    ("radbatch.annotation.rows.assemble", "unit 0:8 (rows from 8) of input file", "annotation/rows.py"),   # via the job's RowJob
+    ("radbatch.annotation.pipeline.finalize", "writing the output", "annotation/pipeline.py")])
 def test_an_unexpected_exception_is_one_line_and_exit_70(tmp_path, target, where, at):
     """An exception radbatch does not expect, raised with report text in its message (as Arrow and polars errors
     sometimes are): exit 70 and one line naming its type, where in radbatch it was raised and the unit or file;

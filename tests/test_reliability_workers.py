@@ -219,9 +219,9 @@ def test_retry_errors_writes_the_kept_rows_back_in_bounded_parts_of_whole_units(
     """A finished output of 200 rows with errors in units 0:8 and 0:152 (the output is built here, with the real
     run key, so no model runs): the kept 184 rows come back as parts of at most 32 rows (plus the unit that
     straddles the bound), each holding whole units, with the rows and types of the output."""
-    from radbatch.annotate import retry
-    from radbatch.annotate.output import RunStore
-    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.annotation import retry
+    from radbatch.annotation.output import RunStore
+    from radbatch.annotation.plan import AnnotateOptions, build_plan
     monkeypatch.setenv("RADBATCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(retry, "PART_ROWS", 32, raising=False)
     monkeypatch.setattr(retry, "BATCH_ROWS", 50, raising=False)

@@ -1,4 +1,4 @@
-"""The per-row result store (`--cache DIR`, radbatch/annotate/result_store.py), with real llama.cpp runs on the embedded
+"""The per-row result store (`--cache DIR`, radbatch/annotation/result_store.py), with real llama.cpp runs on the embedded
 model and tiny archives written here.
 
 A rerun over a grown archive, or with one head's recipe changed, sends the engines only the requests the store

@@ -54,8 +54,8 @@ def test_an_output_keeps_its_recorded_default_routing_until_restart(tmp_path):
 
 def test_an_unfinished_run_resumes_with_the_models_it_recorded(tmp_path):
     """The plan of an unfinished run under a newer default uses the recorded routes, so its run key matches."""
-    from radbatch.annotate.output import RunStore
-    from radbatch.annotate.plan import AnnotateOptions, build_plan
+    from radbatch.annotation.output import RunStore
+    from radbatch.annotation.plan import AnnotateOptions, build_plan
     import os
 
     src = write_reports(tmp_path / "reports.parquet", n=3)

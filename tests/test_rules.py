@@ -229,7 +229,7 @@ def test_a_recipe_edited_away_from_the_rules_format_is_named():
 
 def test_worker_memory_of_a_rules_member_is_zero(tmp_path: Path):
     from radbatch.heads.models import load_models
-    from radbatch.annotate.plan import worker_memory
+    from radbatch.annotation.plan import worker_memory
     assert worker_memory([load_models(_models(tmp_path), {"radbatch"})["rules"]], "batched") == 0
 
 
@@ -303,7 +303,7 @@ def test_models_command_lists_the_rules_member_with_the_hash_of_its_sources():
 
 
 def test_route_takes_the_rules_member_as_a_candidate_and_only_for_its_heads(tmp_path: Path):
-    from radbatch.annotate.plan import AnnotateOptions
+    from radbatch.annotation.plan import AnnotateOptions
     from radbatch.route_selection import _choose, route
     # Scores: the rules member is measured on its head only and can never be chosen for another.
     scores = {"lm": {"abnormality_detection": ("f1", 0.2, 9), "m_staging": ("acc", 0.5, 9)},

@@ -15,7 +15,7 @@ from radbatch.cli.main import cli
 from radbatch.engines.spec import BatchSettings, WorkerSpec
 from radbatch.errors import InputError
 from radbatch.heads.models import ModelSpec, embedded_path
-from radbatch.annotate.settings import PartFlush, Settings
+from radbatch.annotation.settings import PartFlush, Settings
 
 
 def test_settings_come_from_the_environment_once_with_defaults():
@@ -53,7 +53,7 @@ def test_a_bad_setting_stops_annotate_before_any_work_with_exit_2(tmp_path):
 
 def test_part_flush_is_read_when_the_run_is_planned(tmp_path, monkeypatch):
     """In process (no import-time read): the same interpreter runs with 8-row parts, then with the default."""
-    from radbatch.annotate.output import RunStore
+    from radbatch.annotation.output import RunStore
     src = write_reports(tmp_path / "in.parquet", 24)
     real, seen = RunStore.write_part, []
 

@@ -1,4 +1,4 @@
-"""`radbatch cache info|prune|erase DIR`: look after a --cache result store (radbatch/annotate/result_store.py)."""
+"""`radbatch cache info|prune|erase DIR`: look after a --cache result store (radbatch/annotation/result_store.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import click
 
 
 def _folder(value: str) -> Path:
-    from radbatch.annotate.result_store import DB_NAME
+    from radbatch.annotation.result_store import DB_NAME
     folder = Path(value)
     if not (folder / DB_NAME).exists():
         raise click.UsageError(f"{folder} holds no result store ({DB_NAME} not found); give the folder passed "
@@ -27,7 +27,7 @@ def cache():
 @click.argument("folder")
 def cache_info(folder):
     """Entries, archives seen, size on disk, oldest and newest use."""
-    from radbatch.annotate.result_store import ResultStore
+    from radbatch.annotation.result_store import ResultStore
     store = ResultStore(_folder(folder))
     i = store.info()
     store.close()
@@ -44,7 +44,7 @@ def cache_info(folder):
               help="Delete entries neither written nor reused in the last DAYS days.")
 def cache_prune(folder, older_than):
     """Delete entries not used for a while (their text is overwritten on disk, not only unlinked)."""
-    from radbatch.annotate.result_store import ResultStore
+    from radbatch.annotation.result_store import ResultStore
     store = ResultStore(_folder(folder))
     n = store.prune(older_than * 86400)
     store.close()
@@ -58,7 +58,7 @@ def cache_prune(folder, older_than):
                    "that run.json records under options.inputs); repeatable. Default: the whole store.")
 def cache_erase(folder, archives):
     """Erase a result store, or one input file's entries in it."""
-    from radbatch.annotate.result_store import ResultStore, erase
+    from radbatch.annotation.result_store import ResultStore, erase
     from radbatch.archive.fingerprint import hash_file
     path = _folder(folder)
     if not archives:

@@ -59,8 +59,8 @@ def cli() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def annotate(inputs, output, **options):
     """Annotate report archives (Parquet/CSV files, directories, globs) with the task heads."""
-    from radbatch.annotate.pipeline import Interrupted as RunInterrupted
-    from radbatch.annotate.report import print_start, print_summary
+    from radbatch.annotation.pipeline import Interrupted as RunInterrupted
+    from radbatch.annotation.report import print_start, print_summary
     from radbatch.api import annotate as run
 
     if options["ray_address"] and options["executor"] != "ray":
@@ -88,7 +88,7 @@ def _resumable(exc) -> Interrupted:
 @cli.command()
 def tasks():
     """List the task heads, their inputs and output columns."""
-    from radbatch.annotate.plan import select_tasks
+    from radbatch.annotation.plan import select_tasks
     from radbatch.heads.recipes import load_recipes
     from radbatch.heads.tasks import HeadInstance
     recipes = load_recipes()
@@ -154,7 +154,7 @@ def route(dev, models_file, output, candidates, work_dir, **base):
     from radbatch.route_selection import write_routing
     with writing(work_dir, "Choose a writable --work-dir."):
         Path(work_dir).mkdir(parents=True, exist_ok=True)
-    from radbatch.annotate.pipeline import Interrupted as RunInterrupted
+    from radbatch.annotation.pipeline import Interrupted as RunInterrupted
     names = [c.strip() for c in candidates.split(",")] if candidates else None
     try:
         choices = run_route(annotate_options(list(dev), "", quiet=True, **base), Path(models_file), Path(work_dir),

@@ -61,7 +61,7 @@ def writing(path: object = None, hint: str = "") -> Iterator[None]:
 
 
 def _raised_at(exc: BaseException) -> str:
-    """'radbatch/annotate/finalize.py:120' for the innermost radbatch frame of the traceback (no values, no message)."""
+    """'radbatch/annotation/finalize.py:120' for the innermost radbatch frame of the traceback (no values, no message)."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if "/radbatch/" in f.filename.replace(os.sep, "/")]
     if not frames:

@@ -6,7 +6,7 @@ Two readings of the same annotate statuses:
   truncated), from `<task>__status` and `<task>__error`.
 
 An *invalid output* is an answer the model finished that is not a legal one: annotate's parser refused it
-(status error, "output does not fit the <task> format: ...", written by radbatch/annotate/rows.py), or it parsed but
+(status error, "output does not fit the <task> format: ...", written by radbatch/annotation/rows.py), or it parsed but
 lies outside the recipe vocabulary (eval's `invalid_predictions`). Other errors (the engine failed, the
 prompt did not fit the context) are counted apart, since they say nothing about what the model answers.
 Only statuses and error messages are read; error messages never hold report text.

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Iterator
 
-from radbatch.annotate.job import Job, Parallelism
-from radbatch.annotate.plan import check_memory, default_parallelism
-from radbatch.annotate.result_store import RunCache
-from radbatch.annotate.rows import UnitWork
+from radbatch.annotation.job import Job, Parallelism
+from radbatch.annotation.plan import check_memory, default_parallelism
+from radbatch.annotation.result_store import RunCache
+from radbatch.annotation.rows import UnitWork
 from radbatch.archive.priors import PriorCursor
 from radbatch.archive.reading import iter_units
 from radbatch.errors import working_on

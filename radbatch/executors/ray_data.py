@@ -20,7 +20,7 @@ import pyarrow as pa
 from ray.data.block import BlockMetadata
 from ray.data.datasource import Datasource, ReadTask
 
-from radbatch.annotate.job import Pending, UnitRef
+from radbatch.annotation.job import Pending, UnitRef
 from radbatch.archive import storage
 from radbatch.archive.reading import InputFile, iter_units
 

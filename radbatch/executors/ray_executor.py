@@ -26,8 +26,8 @@ from pathlib import Path
 from typing import Iterator
 
 from radbatch import __version__
-from radbatch.annotate.job import Job, Parallelism
-from radbatch.annotate.plan import worker_memory
+from radbatch.annotation.job import Job, Parallelism
+from radbatch.annotation.plan import worker_memory
 from radbatch.errors import EngineError, InputError
 from radbatch.heads.models import sha256_file
 
@@ -87,7 +87,7 @@ def node_report(files: list[tuple[str, str, int, str | None]], memory_per_actor:
     checked by size only (hashing the archive on every node would read it once more per node)."""
     import importlib.util
 
-    from radbatch.annotate.plan import _available_memory
+    from radbatch.annotation.plan import _available_memory
     from radbatch.archive import storage
     from radbatch.heads.models import sha256_file
     problems = []

@@ -20,7 +20,7 @@ from typing import Iterator
 
 import numpy as np
 
-from radbatch.annotate.rows import prepare
+from radbatch.annotation.rows import prepare
 from radbatch.archive import reading as archive
 from radbatch.archive.reading import ColumnOptions
 from radbatch.errors import InputError, RowError
@@ -84,7 +84,7 @@ def gold_columns(head: HeadInstance) -> list[tuple[str, str]]:
 
 def gold_heads(recipes: Recipes, columns: set[str], tasks: str | None) -> list[HeadInstance]:
     """The heads the archive has gold for (optionally a chosen subset; a chosen head without gold is an error)."""
-    from radbatch.annotate.plan import select_tasks
+    from radbatch.annotation.plan import select_tasks
     heads = head_instances(select_tasks(recipes, tasks), ())
     with_gold = [h for h in heads if any(col in columns for _, col in gold_columns(h))]
     if tasks not in (None, "", "all"):

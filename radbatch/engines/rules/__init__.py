@@ -29,7 +29,7 @@ HEADS: dict[str, Callable[[str], str]] = {
 
 def source_files() -> list[Path]:
     """The files whose bytes decide the rules' answers: this package and the engine that runs it."""
-    return sorted(SOURCE_DIR.glob("*.py")) + [SOURCE_DIR.parent / "engine_rules.py"]
+    return sorted(SOURCE_DIR.glob("*.py")) + [SOURCE_DIR.parent / "rules_engine.py"]
 
 
 def source_sha256() -> str:

@@ -100,7 +100,7 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
     working_on(f"opening the output {opts.output}")
     summary = RunSummary(routing_status=plan.routing.status,
                          routing_note=plan.routing.note if plan.routing.status == "recorded" else "")
-    cache = RunCache(plan, summary)   # --cache (radbatch/annotate/result_store.py): refused or opened before any write
+    cache = RunCache(plan, summary)   # --cache (radbatch/annotation/result_store.py): refused or opened before any write
     store, wipe = _open_store(plan)
     if store is None:
         summary.nothing_to_do = True

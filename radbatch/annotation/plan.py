@@ -58,7 +58,7 @@ class AnnotateOptions:
     engine: str = "batched"             # batched | simple (engine.ENGINE_KINDS; same output, not in the run key)
     executor: str = "local"             # local | ray (how units are computed; not part of the run key)
     ray_address: str | None = None      # --executor ray: cluster address (None: RAY_ADDRESS, else a local Ray)
-    cache: str | None = None            # --cache DIR: the per-row result store (radbatch/annotate/result_store.py; not keyed)
+    cache: str | None = None            # --cache DIR: the per-row result store (radbatch/annotation/result_store.py; not keyed)
     s3_endpoint: str | None = None      # S3-compatible store for s3:// paths (storage.configure; not in the run key)
 
 

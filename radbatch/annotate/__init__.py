@@ -1,1 +1,0 @@
-"""annotate's stages: plan (the job) -> rows (prepare / assemble) -> output parts -> finalize; retry."""
