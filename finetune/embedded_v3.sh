@@ -30,7 +30,7 @@ data)
   # 6,000 train-split reports (never dev or test patients); 600 more train-split reports that become the
   # adversarial copies (one prompt injection each, radbatch/finetune/inject.py, gold unchanged); 300 dev-split
   # reports for the fixed dev-loss set (seed 33: the same set for every member); radlabels train (360) and dev (120)
-  # parts of synth_0401..1000 (the reserved synth_0001..0400 are in neither).
+  # parts of synth_0401..1000 (no other radlabels report is in either).
   mkdir -p "$DATA"
   PYTHONPATH=$PWD $PY -m radbatch sample -n 6000 --seed 31 --split train -o "$DATA/train6000.parquet"
   PYTHONPATH=$PWD $PY -m radbatch sample -n 600 --seed 32 --split train -o "$DATA/adv-src.parquet"

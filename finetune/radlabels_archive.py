@@ -2,7 +2,7 @@
 
     .venv/bin/python finetune/radlabels_archive.py dev -o ~/ft-data/radlabels-dev.parquet
 
-The reserved reports synth_0001..synth_0400 are in no part (radbatch/evaluation/radlabels.py).
+Only reports synth_0401..synth_1000 are in any part (radbatch/evaluation/radlabels.py OURS).
 """
 
 from __future__ import annotations

@@ -10,8 +10,8 @@ writes into DATA_DIR
                             temporal gold dropped, so no adversarial copy becomes another report's prior
 Both radlabels files carry the column options' columns (patient_id, study_date, modality, question, hypothesis) as
 nulls, so that one `radbatch finetune` command with annotate's column options reads all archives.
-The reserved radlabels reports synth_0001..synth_0400 are in no part (radbatch/evaluation/radlabels.py); this
-script refuses to write any of them. Deterministic: same inputs, same bytes.
+Only radlabels reports synth_0401..synth_1000 are in any part (radbatch/evaluation/radlabels.py OURS); this
+script refuses to write any other. Deterministic: same inputs, same bytes.
 """
 
 from __future__ import annotations
@@ -35,9 +35,9 @@ SEED = 20261207
 def radlabels_part(part: str) -> pa.Table:
     slugs = dict(load_recipes().tasks["abnormality_detection"].answer.labels)
     table = radlabels.archive(part, slugs)
-    reserved = {radlabels.report_id(n) for n in radlabels.RESERVED}
-    if reserved & set(table.column("report_id").to_pylist()):
-        raise SystemExit("refusing: a reserved radlabels report (synth_0001..0400) is in the part")
+    ours = {radlabels.report_id(n) for n in radlabels.OURS}
+    if not set(table.column("report_id").to_pylist()) <= ours:
+        raise SystemExit("refusing: a radlabels report outside synth_0401..synth_1000 is in the part")
     for name in NULL_COLUMNS:
         table = table.append_column(name, pa.nulls(table.num_rows, pa.string()))
     return table

@@ -6,7 +6,7 @@ from radbatch.evaluation import radlabels
 from radbatch.heads.recipes import load_recipes
 
 
-def test_committed_split_is_what_split_computes_and_never_touches_the_reserved_test_set():
+def test_committed_split_is_what_split_computes_and_holds_only_synth_0401_to_1000():
     parts = radlabels.committed_split()
     assert parts == radlabels.split()
     ids = [i for part in parts.values() for i in part]

@@ -5,9 +5,9 @@ are read from its folder. Its 48 findings (definitely present / definitely absen
 CheXpert labels of the abnormality head (MAPPING); the reports become an archive whose
 `gold__abnormality_detection__<label>` columns `radbatch eval` reads.
 
-synth_0001..synth_0400 are a reserved test set: nothing may be trained, tuned or routed on them, nor model
-outputs read on them. Ours are synth_0401..synth_1000, split once into train / dev / held-out
-(sample_data/radlabels_split.json, `split()`); the held-out part is scored once, at the end.
+Only synth_0401..synth_1000 are ours (OURS); no other report of the package is read, trained, tuned or routed
+on. Ours are split once into train / dev / held-out (sample_data/radlabels_split.json, `split()`); the held-out
+part is scored once, at the end.
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-RESERVED = range(1, 401)
-OURS = range(401, 1001)
+OURS = range(401, 1001)   # synth_0401..synth_1000: the only reports radbatch reads
 SPLIT_SEED = 20261207
 SPLIT_SIZES = {"train": 360, "dev": 120, "heldout": 120}
 SPLIT_FILE = Path(__file__).resolve().parents[2] / "sample_data" / "radlabels_split.json"
@@ -82,7 +81,7 @@ def chexpert(findings: dict[str, str]) -> dict[str, str | None]:
 
 
 def split() -> dict[str, list[str]]:
-    """The fixed split of synth_0401..synth_1000 (seeded shuffle); reserved ids never enter it."""
+    """The fixed split of synth_0401..synth_1000 (seeded shuffle); no other id enters it."""
     ids = [report_id(n) for n in OURS]
     random.Random(SPLIT_SEED).shuffle(ids)
     parts, start = {}, 0

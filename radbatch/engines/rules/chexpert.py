@@ -18,7 +18,7 @@ combine as positive > uncertain > negative. No Finding is positive when no label
 positive or uncertain and no other abnormality (emphysema, fibrosis, hernia, scoliosis, ...) is asserted.
 
 The rules were written from the radiology language of chest radiograph reports and checked on the radlabels dev
-part (radbatch/evaluation/radlabels.py); never on its reserved test set.
+part (radbatch/evaluation/radlabels.py); never on any report outside synth_0401..synth_1000.
 """
 
 from __future__ import annotations
