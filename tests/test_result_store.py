@@ -196,3 +196,24 @@ def test_resume_after_sigkill_uses_the_parts_and_the_store(tmp_path):
     assert f"result store: {entries - in_parts} head results reused, {24 - entries} decoded" in res.stdout
     annotate(src, tmp_path / "ref.parquet", tasks="m_staging", model="smollm2-ft-a")
     assert table(out).equals(table(tmp_path / "ref.parquet"), check_metadata=False)
+
+
+def test_the_key_covers_the_runs_own_batched_engine_settings(tmp_path, monkeypatch):
+    """Results decoded under other RADBATCH_BATCHED settings are other keys (batch make-up can move a long
+    generation at a near-tie); the same settings give the same keys. Planning only: no model is loaded."""
+    from radbatch.annotation.plan import build_plan
+    from radbatch.annotation.result_store import KeyFacts
+    src = write_reports(tmp_path / "in.parquet", 2)
+
+    def slots(batched: str | None) -> dict:
+        if batched is None:
+            monkeypatch.delenv("RADBATCH_BATCHED", raising=False)
+        else:
+            monkeypatch.setenv("RADBATCH_BATCHED", batched)
+        opts = radbatch.api.annotate_options([str(src)], str(tmp_path / "o.parquet"), tasks=HEADS, model="smollm2")
+        return KeyFacts(build_plan(opts)).slot
+
+    default = slots(None)
+    assert slots(None) == default and set(default) == set(HEADS.split(","))
+    other = slots("n_parallel=4")
+    assert all(other[k] != default[k] for k in default)

@@ -83,10 +83,13 @@ class Job:
     plan: Plan
     pending: Pending
     rows: RowJob
-    settings: Settings
     priors_path: str | None    # the temporal head's prior reports (priors.parquet in the work directory)
     total_rows: int            # rows within --limit
     done_rows: int             # of them, in units already written
+
+    @property
+    def settings(self) -> Settings:
+        return self.plan.settings
 
     def worker_spec(self, threads: int) -> WorkerSpec:
         """The spec every worker or actor builds its engines from; `threads` as the executor resolved them."""
@@ -99,12 +102,12 @@ def plan_job(plan: Plan, store: RunStore) -> Job:
     """The job of this run over `store`'s done units (call after retry-errors reopened the store)."""
     from radbatch.archive.priors import build_priors
     o = plan.opts
-    wants_priors = any(h.recipe.id == "temporal_comparison" for h in plan.heads) and o.columns.patient \
+    wants_priors = any("prior" in h.recipe.inputs for h in plan.heads) and o.columns.patient \
         and o.columns.date
     priors = build_priors(plan.files, o.columns, o.encoding, store.work, o.limit) if wants_priors else None
     pending, total, done = cut_units(plan, store.done_units())
     rows = RowJob(o.columns, plan.heads, plan.head_models, plan.recipes.profiles, plan.keep, o.chexpert_numeric)
-    return Job(plan, pending, rows, plan.settings, str(priors) if priors is not None else None, total, done)
+    return Job(plan, pending, rows, str(priors) if priors is not None else None, total, done)
 
 
 def cut_units(plan: Plan, done: dict) -> tuple[Pending, int, int]:

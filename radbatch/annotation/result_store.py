@@ -25,6 +25,7 @@ and overwritten. Pruning and erasure (`radbatch cache prune|erase|info`) overwri
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -75,9 +76,10 @@ class KeyFacts:
     """What, besides the request, determines each head's result: one 32-byte digest per head slot."""
 
     def __init__(self, plan):
-        from radbatch.engines.batched import BatchSettings
+        # The run's own batched-engine settings (RADBATCH_BATCHED, read once at planning): batch make-up can move
+        # a long generation at a near-tie, so results decoded under other settings are other keys.
         engine = {"kind": plan.opts.engine, "greedy": GREEDY, "llama_cpp": llama_build(),
-                  "batched": asdict(BatchSettings.from_extra({})) if plan.opts.engine == "batched" else None}
+                  "batched": asdict(plan.settings.batch) if plan.opts.engine == "batched" else None}
         self.slot: dict[str, bytes] = {}
         for h in plan.heads:
             m = plan.head_models[h.key]
@@ -220,16 +222,15 @@ class ResultStore:
         self.db.execute("INSERT OR IGNORE INTO archives (sha256) VALUES (?)", (sha256,))
         return self.db.execute("SELECT id FROM archives WHERE sha256=?", (sha256,)).fetchone()[0]
 
+    @contextlib.contextmanager
     def _transaction(self):
-        db = self.db
-
-        class _Tx:
-            def __enter__(self):
-                db.execute("BEGIN IMMEDIATE")
-
-            def __exit__(self, kind, exc, tb):
-                db.execute("COMMIT" if kind is None else "ROLLBACK")
-        return _Tx()
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
 
     # -- maintenance (radbatch cache ...) ------------------------------------------------------------------
 
@@ -284,7 +285,7 @@ class RunCache:
 
     def __init__(self, plan, summary):
         self.summary, self.store, self.inflight, self.broken = summary, None, {}, False
-        if not getattr(plan.opts, "cache", None):
+        if not plan.opts.cache:
             return
         if plan.opts.executor != "local":
             raise InputError("--cache works with --executor local only: the Ray executor prepares units on its "

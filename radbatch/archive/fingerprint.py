@@ -20,7 +20,9 @@ import json
 import os
 from pathlib import Path
 
-from .storage import hash_object, is_uri
+from radbatch.errors import InputError
+
+from .storage import is_uri, open_stream
 
 BLOCK = 1 << 20
 
@@ -34,10 +36,16 @@ def _stamp(st: os.stat_result) -> list[int]:
 
 
 def hash_file(path: str) -> str:
+    """sha256 of a local file's or an s3:// object's bytes, streamed."""
     h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(BLOCK):
-            h.update(block)
+    try:
+        with open_stream(path) if is_uri(path) else open(path, "rb") as fh:
+            while block := fh.read(BLOCK):
+                h.update(block)
+    except OSError as exc:
+        if not is_uri(path):
+            raise
+        raise InputError(f"cannot read {path} to fingerprint it: {exc.strerror or type(exc).__name__}") from None
     return h.hexdigest()
 
 
@@ -50,8 +58,8 @@ def content_hashes(paths: list[str]) -> dict[str, str]:
         cache = {}
     out, changed = {}, False
     for p in paths:
-        if is_uri(p):   # an s3:// object: streamed and hashed on every run (storage.hash_object says why)
-            out[p] = hash_object(p)
+        if is_uri(p):   # an s3:// object: streamed and hashed on every run (the module docstring says why)
+            out[p] = hash_file(p)
             continue
         path = os.path.abspath(p)
         before = _stamp(os.stat(path))

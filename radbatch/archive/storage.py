@@ -32,7 +32,6 @@ from radbatch.errors import InputError, StorageError
 
 SCHEME = "s3://"
 _ANY_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
-BLOCK = 1 << 22
 
 
 @dataclass(frozen=True)
@@ -198,18 +197,12 @@ def discover(item: str, suffixes: tuple[str, ...]) -> list[str]:
     raise InputError(f"input object not found: {item}")
 
 
-def hash_object(uri: str) -> str:
-    """sha256 of an object's bytes, streamed (the run key's content identity). S3's ETag is not a hash of the
-    content for multipart uploads and Last-Modified has one-second resolution, so neither stands in for it:
-    an object is read once more per run to be hashed."""
-    h = hashlib.sha256()
+def open_stream(uri: str):
+    """A sequential read stream over an object (fingerprint.hash_file streams it to hash it)."""
     try:
-        with filesystem(uri).open_input_stream(_fs_path(uri)) as fh:
-            while block := fh.read(BLOCK):
-                h.update(block)
+        return filesystem(uri).open_input_stream(_fs_path(uri))
     except OSError as exc:
-        raise InputError(f"cannot read {uri} to fingerprint it: {_reason(exc)}") from None
-    return h.hexdigest()
+        raise InputError(f"cannot read {uri}: {_reason(exc)}") from None
 
 
 def scan(path):
