@@ -8,6 +8,7 @@
 #   finetune/embedded_v3.sh launch    # pin the commit, start the trainer in the background (nice 19)
 #   finetune/embedded_v3.sh resume    # the same command again: continues from the newest checkpoint
 #   finetune/embedded_v3.sh status    # step, last dev loss, flatten check
+#   finetune/embedded_v3.sh route-dev # each candidate on the whole dev archive, and the routing it implies
 #
 # Paths (override with the environment): the data and run folders live outside the worktrees so that they survive
 # a checkout; the lead copies RUN/run.json, RUN/train_log.jsonl and the newest RUN/checkpoints/step-*.pt into
@@ -20,6 +21,7 @@ RUN=${RUN:-/work/wt/train-runs/v3c}
 PIN=${PIN:-/work/wt/train-pin}
 RECIPE=recipes/finetune/smollm2_135m_lora_v3.toml
 PIDS=${RADBATCH_TRAINER_PIDS:-/tmp/radbatch-trainer.pids}
+EVAL=${EVAL:-finetune/runs/v3-eval}   # in the repository: the dev annotations are committed, so routing resumes
 COLS=(--question-column question --hypothesis-column hypothesis --patient-column patient_id
       --date-column study_date --modality-column modality)
 TRAIN=("$DATA/train6000.parquet" "$DATA/radlabels-train.parquet" "$DATA/adversarial.parquet")
@@ -88,6 +90,18 @@ meta = json.loads((run / "run.json").read_text())
 print("flatten check:", json.dumps(meta.get("flatten_check", {}).get("drop")), meta.get("flatten_check", {}).get("flattened"))
 EOF
   ;;
+route-dev)
+  # Each candidate alone on the whole dev archive (sample_data/quality_dev.parquet, 406 reports; issue 12 item 6),
+  # annotated into $EVAL/route/dev-<name>.parquet (resumable: a finished file with the same run key is reused, so
+  # adding a candidate later annotates only that one), scored with radbatch eval, and the routing those scores
+  # imply written to $EVAL/routing-dev406.toml (recipes/routing.toml changes only when the lead ships it).
+  # CANDIDATES overrides the list, e.g. CANDIDATES=smollm2-ft-a,smollm2-ft-b,rules,smollm2-v3 once v3 is exported.
+  mkdir -p "$EVAL"
+  flock /tmp/radbatch-cpu.lock env PYTHONPATH=$PWD $PY -m radbatch route sample_data/quality_dev.parquet \
+      --models recipes/models.toml -o "$EVAL/routing-dev406.toml" \
+      --candidates "${CANDIDATES:-smollm2-ft-a,smollm2-ft-b,rules}" --work-dir "$EVAL/route" \
+      --workers 1 --threads 2 "${COLS[@]}"
+  ;;
 export)
   # The finished run exports itself into $RUN/adapter.gguf; this exports the newest checkpoint of an unfinished
   # run (or `--checkpoint step-NNNNNNN.pt`) for a look at a learning-curve point: $0 export OUT.gguf [options]
@@ -95,5 +109,5 @@ export)
   PYTHONPATH=$PIN $PY "$PIN/finetune/export.py" "$RUN" -o "$out" "$@"
   ;;
 *)
-  echo "usage: $0 data|measure|launch|resume|restore|status|export" >&2; exit 2 ;;
+  echo "usage: $0 data|measure|launch|resume|restore|status|route-dev|export" >&2; exit 2 ;;
 esac

@@ -199,6 +199,57 @@ def test_ray_cluster_output_equals_local(cluster, archive, local_output, tmp_pat
     assert again.returncode == 0 and again.stdout.startswith("Nothing to do:")
 
 
+def _same_answers(a: pl.DataFrame, b: pl.DataFrame) -> None:
+    conf = [c for c in a.columns if c.endswith("__confidence")]
+    assert a.schema == b.schema and conf
+    assert a.drop(conf).equals(b.drop(conf))
+    for c in conf:
+        assert (a[c] - b[c]).abs().max() < 1e-5, c
+
+
+def _store_counts(stdout: str) -> tuple[int, int]:
+    m = re.search(r"result store: (\d+) head results reused, (\d+) decoded", stdout)
+    assert m, stdout
+    return int(m.group(1)), int(m.group(2))
+
+
+@needs_ray
+def test_ray_runs_share_the_result_store_with_the_driver(cluster, archive, local_output, tmp_path):
+    """--cache under Ray (one StoreServer actor beside the driver's store): a first Ray run stores every result and
+    writes what the local run writes; a Ray rerun over the archive grown by 4 new reports decodes only those rows'
+    requests and reuses the rest verbatim; a local run over the same store then decodes nothing."""
+    cache = tmp_path / "cache"
+    first = _run(_cmd(archive, tmp_path / "r1.parquet", "--executor", "ray", "--ray-address", cluster.address,
+                      "--cache", str(cache)))
+    assert first.returncode == 0, first.stderr
+    # The archive repeats reports, so a unit may take some results from another unit's entries and decode a
+    # smaller batch: answers are the same, a confidence may move in its last float bits (docs/performance.md
+    # "Agreement": batch make-up changes the kernels).
+    _same_answers(pl.read_parquet(local_output), pl.read_parquet(tmp_path / "r1.parquet"))
+    reused1, decoded1 = _store_counts(first.stdout)
+    requests = reused1 + decoded1   # a report repeated in the archive may be answered by an earlier unit's entry
+    assert decoded1 > 0 and requests == 2 * (ROWS - 1), first.stdout   # 2 heads, one empty_text row
+    assert {p.name: os.stat(p).st_mode & 0o777 for p in cache.iterdir() if p.name == "results.sqlite"} == \
+        {"results.sqlite": 0o600}
+
+    old = pq.read_table(archive)
+    new_texts = [f"{REPORTS[i]} Addendum {i}: no change since the prior study." for i in range(4)]
+    grown = write_reports(tmp_path / "grown.parquet", texts=old["report_text"].to_pylist() + new_texts)
+    second = _run(_cmd(grown, tmp_path / "r2.parquet", "--executor", "ray", "--ray-address", cluster.address,
+                       "--cache", str(cache)))
+    assert second.returncode == 0, second.stderr
+    assert _store_counts(second.stdout) == (requests, 8), second.stdout   # 4 new rows x 2 heads decoded
+    grown_out, r1 = pl.read_parquet(tmp_path / "r2.parquet"), pl.read_parquet(tmp_path / "r1.parquet")
+    # Reused from the store: where two units of the first run decoded the same report, the store keeps the
+    # later one's entry, so a confidence may differ from r1's own in its last bits (as above).
+    _same_answers(grown_out.head(ROWS).drop("source_file"), r1.drop("source_file"))
+    assert grown_out.tail(4)["status"].to_list() == ["ok"] * 4
+
+    third = _run(_cmd(grown, tmp_path / "r3.parquet", "--cache", str(cache)))
+    assert third.returncode == 0, third.stderr
+    assert _store_counts(third.stdout) == (requests + 8, 0), third.stdout
+
+
 @needs_ray
 def test_ray_run_records_the_annotators_that_ran_not_the_drivers_default(cluster, archive, tmp_path):
     """Without --workers/--threads the layout follows each node's CPUs (head 2: one actor of 2 threads; node 1:
@@ -457,7 +508,9 @@ def test_a_ray_run_with_nothing_pending_starts_no_ray_and_records_no_annotator(t
     from radbatch.executors.ray_executor import RayExecutor
     from radbatch.annotation.job import Parallelism, cut_units, plan_job
     from radbatch.annotation.output import RunStore
+    from radbatch.annotation.pipeline import RunSummary
     from radbatch.annotation.plan import AnnotateOptions, build_plan
+    from radbatch.annotation.result_store import RunCache
     path = write_reports(tmp_path / "a.parquet", 12)
     opts = AnnotateOptions((str(path),), str(tmp_path / "out.parquet"), tasks="m_staging", model=MODEL,
                            executor="ray", ray_address=f"127.0.0.1:{_free_port()}")   # nothing listens there
@@ -467,7 +520,7 @@ def test_a_ray_run_with_nothing_pending_starts_no_ray_and_records_no_annotator(t
     job = plan_job(plan, store)
     job.pending, job.total_rows, job.done_rows = cut_units(plan, {"0:0": None, "0:8": None})
     assert (len(job.pending), job.total_rows, job.done_rows) == (0, 12, 12)
-    executor = RayExecutor(job)
+    executor = RayExecutor(job, RunCache.open(plan, RunSummary()))   # no --cache: counts only
     assert executor.resolve() == Parallelism(0, 0)
     parts = executor.parts()
     assert list(parts) == [] and executor.ray is None

@@ -132,9 +132,6 @@ def test_a_store_that_is_not_a_database_or_open_to_others_is_refused_with_a_fix(
     res = run_cli("annotate", src, "-o", tmp_path / "o.parquet", "--tasks", "m_staging", "--model", "smollm2",
                   "--cache", open_dir, "-q")
     assert res.returncode == 2 and "is open to other users (mode 755)" in res.stderr and "chmod 700" in res.stderr
-    res = run_cli("annotate", src, "-o", tmp_path / "o.parquet", "--tasks", "m_staging", "--model", "smollm2",
-                  "--cache", tmp_path / "c", "--executor", "ray", "-q")
-    assert res.returncode == 2 and "--cache works with --executor local only" in res.stderr
     assert not (tmp_path / "o.parquet").exists()
 
 

@@ -256,11 +256,40 @@ def test_endpoint_with_credentials_or_another_scheme_is_refused(server, env, tmp
     assert r.returncode == 2 and "local paths and s3:// URIs, not gs://" in r.stderr, r.stderr
 
 
-def test_missing_object_and_prefix_output_are_clear_errors(server, env, fs, archive, tmp_path):
+def test_missing_object_is_a_clear_error(server, env, fs, archive, tmp_path):
     r = run(server, env, f"s3://{BUCKET}/in/nope.parquet", "-o", str(tmp_path / "o.parquet"))
     assert r.returncode == 2 and f"input object not found: s3://{BUCKET}/in/nope.parquet" in r.stderr, r.stderr
-    r = run(server, env, f"s3://{BUCKET}/in/a.parquet", "-o", f"s3://{BUCKET}/out/dir/")
-    assert r.returncode == 2 and "is not supported; name one output object" in r.stderr, r.stderr
+
+
+def _objects(fs, prefix: str) -> list[str]:
+    return sorted(i.path.rsplit("/", 1)[1] for i in fs.get_file_info(pafs.FileSelector(prefix, allow_not_found=True))
+                  if i.type == pafs.FileType.File)
+
+
+def test_prefix_output_writes_one_object_per_input_file_and_replaces_only_its_own(server, env, fs, archive,
+                                                                                   reference):
+    """-o s3://bucket/prefix/: one object per input file, named as in a local directory output, each uploaded
+    once finished; a --restart run over fewer files removes the earlier run's objects it no longer writes, and
+    leaves objects that are not radbatch outputs alone."""
+    prefix = f"s3://{BUCKET}/per-file/"
+    fs.create_dir(f"{BUCKET}/per-file")
+    with fs.open_output_stream(f"{BUCKET}/per-file/00007-notes.parquet") as out:   # someone else's object
+        pq.write_table(pa.table({"x": [1]}), out)
+    r = run(server, env, f"s3://{BUCKET}/in/", "-o", prefix)
+    assert r.returncode == 0, r.stderr
+    names = ["00000-a.parquet", "00001-b.parquet", "00002-c.parquet"]
+    assert _objects(fs, f"{BUCKET}/per-file") == names + ["00007-notes.parquet"]
+    parts = [read_object(fs, prefix + n) for n in names]
+    assert [p.height for p in parts] == list(SIZES.values())
+    _, whole = reference
+    assert pl.concat(parts).drop("id_duplicated").equals(whole.drop("id_duplicated"))
+    again = run(server, env, f"s3://{BUCKET}/in/", "-o", prefix)
+    assert again.returncode == 0 and again.stdout.startswith("Nothing to do:"), again.stdout
+
+    fewer = run(server, env, f"s3://{BUCKET}/in/a.parquet", "-o", prefix, "--restart")
+    assert fewer.returncode == 0, fewer.stderr
+    assert _objects(fs, f"{BUCKET}/per-file") == ["00000-a.parquet", "00007-notes.parquet"]
+    assert read_object(fs, prefix + "00000-a.parquet").equals(parts[0])
 
 
 def test_no_region_look_up_when_an_endpoint_is_given(monkeypatch):

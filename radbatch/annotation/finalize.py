@@ -28,7 +28,7 @@ from radbatch.archive.private_files import (
 )
 from radbatch.errors import InputError, StorageError
 
-from .output import META_KEY, RunStore, storage_error
+from .output import META_KEY, RunStore, remove_output, storage_error
 
 FINAL_CHUNK_ROWS = 50_000  # rows buffered per write: memory stays flat however big the archive
 
@@ -168,7 +168,8 @@ def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected
                 yield f.index, table
 
     if store.dir_mode:
-        private_dirs(store.output)
+        if not store.remote:
+            private_dirs(store.output)
         for f in files:
             own = sorted({p for _, p in units[f.index]})
             if own:
@@ -186,14 +187,11 @@ def finalize(store: RunStore, files, meta: dict, id_column: str | None, expected
         _expect(check, expected_rows)
     except StorageError:
         for path in written:
-            if storage.is_uri(path):
-                storage.delete(path)
-            else:
-                remove_quietly(path)
+            remove_output(path)
         raise
-    for old in store.stale_outputs(set(written)):   # an earlier run's files in a directory output
+    for old in store.stale_outputs(set(written)):   # an earlier run's files in a directory output or prefix
         try:
-            old.unlink()
+            remove_output(old)
         except OSError as exc:
             raise storage_error("remove an earlier run's output", old, exc) from None
     return written

@@ -10,9 +10,10 @@ logic trusts (run.json, parts, priors, final outputs) is written to a temp file,
 fsynced. When a run completes, the work directory keeps only run.json: parts, priors and temp files (copies of
 report text) are removed.
 
-An s3:// output (`-o s3://bucket/out.parquet`) keeps its work directory on a local disk (storage.work_dir:
-$RADBATCH_WORK_DIR or $RADBATCH_CACHE/work/<hash of the URI>.radbatch), and its final file is uploaded as one
-object when it is finished and checked (storage.upload): object stores have no atomic rename.
+An s3:// output (`-o s3://bucket/out.parquet`, or `-o s3://bucket/prefix/` for one object per input file) keeps
+its work directory on a local disk (storage.work_dir: $RADBATCH_WORK_DIR or $RADBATCH_CACHE/work/<hash of the
+URI>.radbatch), and each final file is uploaded as one object when it is finished and checked (storage.upload):
+object stores have no atomic rename.
 """
 
 from __future__ import annotations
@@ -67,15 +68,21 @@ def final_run_key(path: Path | str) -> str | None:
         return None
 
 
+def remove_output(path: Path | str) -> None:
+    """Delete a final file or object (an earlier run's, or one that failed its check)."""
+    if storage.is_uri(path):
+        storage.delete(path)
+    else:
+        Path(path).unlink(missing_ok=True)
+
+
 class RunStore:
     def __init__(self, output: str):
         storage.check_uri(output, "the output (-o)")
         self.remote = storage.is_uri(output)
-        if self.remote:
-            if output.endswith("/"):
-                raise InputError("-o s3://bucket/prefix/ (one object per input file) is not supported; name one "
-                                 "output object, e.g. -o s3://bucket/annotated.parquet")
-            self.dir_mode, self.output = False, output   # a URI string: Path would fold its '//'
+        self.output: Path | str
+        if self.remote:   # a URI string: Path would fold its '//'; a trailing '/' asks for one object per file
+            self.dir_mode, self.output = output.endswith("/"), output
             self.work = storage.work_dir(output)
         else:
             self.dir_mode = output.endswith(os.sep) or Path(output).is_dir()
@@ -84,10 +91,14 @@ class RunStore:
         self.parts = self.work / "parts"
 
     # -- state -----------------------------------------------------------------------------------------
-    def final_paths(self, files) -> list[Path]:
+    def final_paths(self, files) -> list:
+        """The final file(s): Paths, or s3:// URIs for an object-store output."""
         if not self.dir_mode:
             return [self.output]
-        return [self.output / f"{f.index:05d}-{Path(f.path).stem}.parquet" for f in files]
+        names = [f"{f.index:05d}-{Path(f.path).stem}.parquet" for f in files]
+        if self.remote:
+            return [f"{self.output}{name}" for name in names]
+        return [Path(self.output) / name for name in names]
 
     def complete_key(self) -> str | None:
         """The run key of a finished output, if there is one."""
@@ -136,7 +147,7 @@ class RunStore:
             if restart:
                 shutil.rmtree(self.work, ignore_errors=True)
                 for old in self.stale_outputs(set()):
-                    old.unlink()
+                    remove_output(old)
             private_dirs(self.parts)
             os.chmod(self.work, DIR_MODE)   # a work directory left by an older radbatch may be 0755
             os.chmod(self.parts, DIR_MODE)
@@ -151,13 +162,19 @@ class RunStore:
     def _write_json(self, info: dict) -> None:
         write_atomic(self.work / "run.json", json.dumps(info, indent=1, sort_keys=True).encode())
 
-    def stale_outputs(self, keep: set[Path]) -> list[Path]:
+    def stale_outputs(self, keep: set) -> list:
         """A directory output's final files (radbatch outputs named like ours) that are not in `keep`: the
-        outputs of an earlier run, which readers of the folder would otherwise mix with this run's."""
-        if not self.dir_mode or not self.output.is_dir():
+        outputs of an earlier run, which readers of the folder (or prefix) would otherwise mix with this run's."""
+        if not self.dir_mode:
             return []
-        return sorted(p for p in self.output.iterdir() if DIR_OUTPUT_NAME.fullmatch(p.name) and p not in keep
-                      and p.is_file() and final_run_key(p) is not None)
+        if self.remote:
+            found: list = [u for u in storage.listing(str(self.output))
+                           if DIR_OUTPUT_NAME.fullmatch(u.rsplit("/", 1)[1])]
+        else:
+            folder = Path(self.output)
+            found = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+        return sorted((p for p in found if DIR_OUTPUT_NAME.fullmatch(Path(p).name) and p not in keep
+                       and final_run_key(p) is not None), key=str)
 
     def mark_complete(self) -> None:
         try:

@@ -100,7 +100,7 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
     working_on(f"opening the output {opts.output}")
     summary = RunSummary(routing_status=plan.routing.status,
                          routing_note=plan.routing.note if plan.routing.status == "recorded" else "")
-    cache = RunCache(plan, summary)   # --cache (radbatch/annotation/result_store.py): refused or opened before any write
+    cache = RunCache.open(plan, summary)   # --cache (radbatch/annotation/result_store.py): refused or opened before any write
     store, wipe = _open_store(plan)
     if store is None:
         summary.nothing_to_do = True
@@ -141,7 +141,7 @@ def annotate(opts: AnnotateOptions, on_start: Callable[[Plan, int, int], None] |
 def _executor(job: Job, cache: RunCache):
     if job.plan.opts.executor == "ray":  # the same units, read, annotated and assembled in a Ray Data pipeline
         from radbatch.executors.ray_executor import RayExecutor
-        return RayExecutor(job)   # --cache is refused with Ray before this (RunCache)
+        return RayExecutor(job, cache)
     from radbatch.executors.local import LocalExecutor
     return LocalExecutor(job, cache)
 

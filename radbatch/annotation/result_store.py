@@ -32,7 +32,7 @@ import os
 import sqlite3
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from radbatch.engines.spec import Completion, Request
@@ -280,21 +280,34 @@ def erase(folder: str | os.PathLike) -> list[Path]:
 # ------------------------------------------------------------------------------------- the run's view
 
 class RunCache:
-    """An annotate run's use of the store, on the driver: which of a unit's requests go to the engines, and the
-    unit's full completions once they come back. Without --cache it only counts (every request is decoded)."""
+    """An annotate run's use of the store: which of a unit's requests go to the engines, and the unit's full
+    completions once they come back. Without --cache it only counts (every request is decoded).
 
-    def __init__(self, plan, summary):
-        self.summary, self.store, self.inflight, self.broken = summary, None, {}, False
+    The local executor uses it on the driver. Under Ray each annotator holds its own (`for_annotator`), whose
+    store is a StoreClient on the one StoreServer actor next to the driver's store, and counts into a
+    CacheCounts that travels back with each unit."""
+
+    def __init__(self, store, facts: "KeyFacts | None", archives: list[str], counts):
+        """store: a ResultStore or StoreClient (get_many, put_many, rejected, path), or None; counts: anything
+        with decoded_requests, reused_results, rejected_results and store_failed (RunSummary, CacheCounts)."""
+        self.summary, self.store, self.facts, self.archives = counts, store, facts, archives
+        self.inflight: dict[str, tuple] = {}
+        self.broken = False
+
+    @classmethod
+    def open(cls, plan, summary) -> "RunCache":
+        """The driver's view: opens (or refuses) the --cache store before anything is written."""
         if not plan.opts.cache:
-            return
-        if plan.opts.executor != "local":
-            raise InputError("--cache works with --executor local only: the Ray executor prepares units on its "
-                             "actors, where the driver's store cannot be consulted (issue 15). Drop --cache or "
-                             "use --executor local.")
-        self.store = ResultStore(plan.opts.cache)
+            return cls(None, None, [], summary)
+        store = ResultStore(plan.opts.cache)
         summary.cache = str(plan.opts.cache)
-        self.facts = KeyFacts(plan)
-        self.archives = [f["sha256"] for f in plan.key_material["inputs"]]
+        return cls(store, KeyFacts(plan), [f["sha256"] for f in plan.key_material["inputs"]], summary)
+
+    def for_annotator(self, server) -> "RunCache":
+        """The same key facts for a Ray annotator, its store reached through `server` (a StoreServer handle;
+        None without --cache), counting into its own CacheCounts."""
+        return RunCache(StoreClient(server, self.store.path) if server is not None else None, self.facts,
+                        self.archives, CacheCounts())
 
     def to_decode(self, work) -> list[Request]:
         """The unit's requests the store cannot answer (all of them without a store)."""
@@ -346,3 +359,78 @@ class RunCache:
     def close(self) -> None:
         if self.store is not None:
             self.store.close()
+
+
+@dataclass
+class CacheCounts:
+    """A Ray annotator's share of RunSummary's store counters, sent back with every unit (`take`) and added up on
+    the driver, so a Ray run reports decoded and reused results as a local one does."""
+    decoded_requests: int = 0
+    reused_results: int = 0
+    rejected_results: int = 0
+    store_failed: bool = False
+
+    def take(self) -> dict:
+        """The counts since the last take (what this unit added); store_failed stays set."""
+        out = {"decoded": self.decoded_requests, "reused": self.reused_results, "rejected": self.rejected_results,
+               "store_failed": self.store_failed}
+        self.decoded_requests = self.reused_results = self.rejected_results = 0
+        return out
+
+
+class StoreServer:
+    """The Ray actor that owns the run's ResultStore: pinned to the driver's node (the --cache folder is the
+    driver's), it answers the annotators' lookups and writes, one transaction at a time, so a Ray run, like a local
+    one, has one writer. Keys are hashes; values are the engine's raw completions, which travel only inside the
+    cluster, as the annotated parts do. A database error comes back as text (StoreClient raises it)."""
+
+    def __init__(self, folder: str):
+        self.store = ResultStore(folder)
+
+    def get_many(self, keys: list[bytes]):
+        before = self.store.rejected
+        try:
+            return self.store.get_many(keys), self.store.rejected - before, None
+        except sqlite3.DatabaseError as exc:
+            return {}, 0, f"{type(exc).__name__}: {exc}"
+
+    def put_many(self, new, used, archive):
+        try:
+            self.store.put_many(new, used, archive)
+        except sqlite3.DatabaseError as exc:
+            return f"{type(exc).__name__}: {exc}"
+        return None
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class StoreClient:
+    """ResultStore's interface for RunCache, on a Ray annotator: each call is one round trip to the StoreServer."""
+
+    def __init__(self, server, path: Path):
+        self.server, self.path, self.rejected = server, path, 0
+
+    def get_many(self, keys: list[bytes]) -> dict[bytes, Completion]:
+        found, rejected, error = self._call(self.server.get_many, keys)
+        if error:
+            raise sqlite3.DatabaseError(error)
+        self.rejected += rejected
+        return found
+
+    def put_many(self, new, used, archive) -> None:
+        error = self._call(self.server.put_many, new, used, archive)
+        if error:
+            raise sqlite3.DatabaseError(error)
+
+    @staticmethod
+    def _call(method, *args):
+        """A lost server is a failed store (RunCache goes on without it), not a failed unit."""
+        import ray
+        try:
+            return ray.get(method.remote(*args))
+        except ray.exceptions.RayError as exc:
+            raise sqlite3.DatabaseError(f"the store's actor is gone ({type(exc).__name__})") from None
+
+    def close(self) -> None:
+        pass   # the driver closes the server

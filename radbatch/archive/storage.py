@@ -249,6 +249,17 @@ def upload(local: Path, uri: str) -> None:
                            "deleted. Rerun the same command.")
 
 
+def listing(prefix: str) -> list[str]:
+    """The objects directly under an s3:// prefix (not recursive), sorted; [] when there are none."""
+    from pyarrow.fs import FileSelector, FileType
+    try:
+        infos = filesystem(prefix).get_file_info(FileSelector(_fs_path(prefix), recursive=False,
+                                                              allow_not_found=True))
+    except OSError as exc:
+        raise StorageError(f"cannot list {prefix}: {_reason(exc)}") from None
+    return sorted(f"{SCHEME}{i.path}" for i in infos if i.type == FileType.File)
+
+
 def delete(uri: str) -> None:
     try:
         filesystem(uri).delete_file(_fs_path(uri))

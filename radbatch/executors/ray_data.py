@@ -28,7 +28,8 @@ UNIT_SCHEMA = pa.schema([("unit", pa.string()), ("file_index", pa.int32()), ("so
                          ("start_row", pa.int64()), ("rows", pa.int64()), ("data", pa.binary()),
                          ("priors", pa.string())])
 RESULT_SCHEMA = pa.schema([("unit", pa.string()), ("file_index", pa.int32()), ("part", pa.binary()),
-                           ("annotator", pa.string()), ("raised", pa.string())])
+                           ("annotator", pa.string()), ("raised", pa.string()), ("decoded", pa.int64()),
+                           ("reused", pa.int64()), ("rejected", pa.int64()), ("store_failed", pa.bool_())])
 
 
 def to_ipc(table: pa.Table) -> bytes:
@@ -202,12 +203,13 @@ class UnitDatasource(Datasource):
 class UnitAnnotator:
     """The Ray Data actor: builds its engines once, then annotates whole units (one dataset row each)."""
 
-    def __init__(self, spec, needed: set[str], rows):
-        """spec: engine.WorkerSpec (its test_faults is the test-only fault channel); rows: rows.RowJob."""
+    def __init__(self, spec, needed: set[str], rows, cache):
+        """spec: engine.WorkerSpec (its test_faults is the test-only fault channel); rows: rows.RowJob; cache: the
+        run's result_store.RunCache for annotators (--cache: a client of the driver's StoreServer)."""
         import ray
 
         from radbatch.engines.build import build_engines
-        self.rows, self.faults = rows, spec.test_faults
+        self.rows, self.faults, self.cache = rows, spec.test_faults, cache
         try:
             self.engines = build_engines(spec, needed) if needed else {}
         except Exception as exc:  # never the traceback of a report; executor_ray names the node
@@ -228,11 +230,12 @@ class UnitAnnotator:
             if rows.heads:   # as the local pool: an engine exception fails the unit's heads, not the run
                 try:
                     crash_if_asked(row["unit"], self.faults)
-                    completions = run_unit(self.engines, work.requests)
+                    decoded = run_unit(self.engines, self.cache.to_decode(work))   # only what the store lacks
                 except Exception as exc:
-                    completions, failure = None, f"engine error: {type(exc).__name__}: {exc}"
+                    decoded, failure = None, f"engine error: {type(exc).__name__}: {exc}"
                     raised = type(exc).__name__   # the driver stops the run when units keep raising
+                completions = self.cache.completions(work, decoded)
             table = rows.assemble(work, completions, failure)
             out.append({"unit": row["unit"], "file_index": row["file_index"], "part": to_ipc(table),
-                        "annotator": self.name, "raised": raised})
+                        "annotator": self.name, "raised": raised, **self.cache.summary.take()})
         return pa.Table.from_pylist(out, schema=RESULT_SCHEMA)

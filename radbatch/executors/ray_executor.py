@@ -237,8 +237,9 @@ class RayExecutor:
     """The job as a Ray Data pipeline: `resolve` connects and lays the annotators out over the nodes (what it
     returns is what runs), `parts` checks the nodes and runs the pipeline, `close` disconnects."""
 
-    def __init__(self, job: Job):
-        self.job, self.ray, self.slots = job, None, []
+    def __init__(self, job: Job, cache):
+        """cache: the driver's result_store.RunCache (its store is None without --cache)."""
+        self.job, self.cache, self.ray, self.slots = job, cache, None, []
         self.ran = Parallelism(0, 0)
 
     def resolve(self) -> Parallelism:
@@ -256,7 +257,7 @@ class RayExecutor:
     def parts(self) -> Iterator[tuple[int, str, object]]:
         """(file index, unit id, part table) for every pending unit, as units finish (not in input order)."""
         if self.ray is not None:   # None: nothing pending, Ray never started
-            yield from _run(self.ray, self.job, self.slots, self.ran)
+            yield from _run(self.ray, self.job, self.slots, self.ran, self.cache)
 
     def close(self) -> None:
         if self.ray is not None:
@@ -264,7 +265,31 @@ class RayExecutor:
             self.ray = None
 
 
-def _run(ray, job: Job, slots: list[NodeSlots], ran: Parallelism) -> Iterator[tuple[int, str, object]]:
+def _store_server(ray, cache):
+    """--cache under Ray: one StoreServer actor on the driver's node (where the --cache folder is), which every
+    annotator asks for stored results and sends new ones to; None without --cache."""
+    if cache.store is None:
+        return None
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    from radbatch.annotation.result_store import StoreServer
+    here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+    server = ray.remote(num_cpus=0, max_restarts=0)(StoreServer).options(scheduling_strategy=here)
+    return server.remote(str(cache.store.folder))
+
+
+def _stop_server(ray, server) -> None:
+    """Close the store (its last transaction is already committed; this checkpoints the WAL), then end the actor."""
+    if server is None:
+        return
+    try:
+        ray.get(server.close.remote(), timeout=60)
+    except Exception:   # an actor that is gone has nothing left to close
+        pass
+    ray.kill(server)
+
+
+def _run(ray, job: Job, slots: list[NodeSlots], ran: Parallelism, cache) -> Iterator[tuple[int, str, object]]:
     import numpy as np
     from ray.data import ActorPoolStrategy, DataContext
 
@@ -294,11 +319,13 @@ def _run(ray, job: Job, slots: list[NodeSlots], ran: Parallelism) -> Iterator[tu
     # Work starts once every annotator has loaded its models (so all get work), or fails after START_TIMEOUT_S
     # when the cluster cannot place them, instead of waiting forever.
     ctx.wait_for_min_actors_s = START_TIMEOUT_S
+    server = _store_server(ray, cache)
     source = UnitDatasource(plan.files, units, o.encoding, o.columns.text_columns(),
                             os.path.abspath(priors_path) if priors_path is not None else None)
     ds = (ray.data.read_datasource(source, override_num_blocks=max(1, actors) * 2)
           .repartition(target_num_rows_per_block=1)
-          .map_batches(UnitAnnotator, fn_constructor_args=(spec, set(plan.models), job.rows), batch_size=1,
+          .map_batches(UnitAnnotator, batch_size=1,
+                       fn_constructor_args=(spec, set(plan.models), job.rows, cache.for_annotator(server)),
                        batch_format="pyarrow", zero_copy_batch=True,
                        compute=ActorPoolStrategy(size=actors, max_tasks_in_flight_per_actor=1),
                        num_cpus=cpus, scheduling_strategy="SPREAD", max_restarts=-1,
@@ -313,6 +340,7 @@ def _run(ray, job: Job, slots: list[NodeSlots], ran: Parallelism) -> Iterator[tu
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             for row in batch.to_pylist():
                 per_annotator[row["annotator"]] += 1
+                _add_counts(cache.summary, row)
                 index, start = map(int, row["unit"].split(":"))
                 finished[index][np.searchsorted(units.starts[index], start)] = True
                 yield row["file_index"], row["unit"], from_ipc(row["part"])
@@ -330,6 +358,8 @@ def _run(ray, job: Job, slots: list[NodeSlots], ran: Parallelism) -> Iterator[tu
             raise
         raise EngineError(f"the Ray pipeline failed: {_gist(exc)}. Parts already written are kept; fix the "
                           "cause and rerun the same command to resume.") from None
+    finally:
+        _stop_server(ray, server)
     _say(o.quiet, "ray: units per annotator: " +
          ", ".join(f"{name}: {n}" for name, n in sorted(per_annotator.items())))
     dropped = [u for i, starts in units.starts.items() for u in units.refs(i, starts[~finished[i]])]
@@ -337,6 +367,15 @@ def _run(ray, job: Job, slots: list[NodeSlots], ran: Parallelism) -> Iterator[tu
         _say(o.quiet, f"ray: gave up on {len(dropped)} unit(s) after {MAX_ATTEMPTS} tries each: "
                       f"{', '.join(u.unit_id for u in dropped)}; their rows are marked failed")
         yield from failed_parts(job, dropped, GIVE_UP)
+
+
+def _add_counts(summary, row: dict) -> None:
+    """A unit's store counters (result_store.CacheCounts.take) into the run's summary."""
+    summary.decoded_requests += row["decoded"]
+    summary.reused_results += row["reused"]
+    summary.rejected_results += row["rejected"]
+    if row["store_failed"] and not summary.store_failed:
+        summary.store_failed = True
 
 
 def _tolerated(units: int) -> int:
