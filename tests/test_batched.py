@@ -104,6 +104,51 @@ def test_report_longer_than_the_context_is_a_row_error(unit):
     assert status == "error" and "report too long" in error
 
 
+def _with_a_long_report(unit) -> list[Request]:
+    """The unit's requests (all under 512 cells) and two m_staging requests on a report of ~900 tokens."""
+    plan, work, name, spec, grammars = unit
+    profile = plan.recipes.profiles[spec.profile]
+    long_prompt = render(profile.layout, profile.system, "chatml", "m_staging", "Give the M stage.",
+                         [("report", " ".join(REPORTS * 2))])
+    return [*work.requests, Request(90, "m_staging", "m_staging", name, long_prompt, 6),
+            Request(91, "m_staging", "m_staging", name, long_prompt, 6)]
+
+
+def test_kv_streams_grow_to_the_longest_request_and_compute_what_full_streams_compute(unit):
+    """Streams start at 512 cells and grow (a new context) to the longest request, in steps of 256; the outputs
+    are those of an engine whose streams hold the model's whole context (issue 16 item 4: KV sized to the work)."""
+    plan, work, name, spec, grammars = unit
+    requests = _with_a_long_report(unit)
+    grown = BatchedEngine(spec, 2, 0, grammars, BatchSettings(n_parallel=16))
+    assert grown.stream == 512 and grown.stats["contexts"] == 1
+    sizes = [len(grown.tokens(r.prompt)) + r.max_tokens for r in requests]
+    assert max(sizes[:-2]) <= 512 < max(sizes) < spec.context_size - 256, sizes
+    first = run_unit({name: grown}, requests[:-2])
+    assert (grown.stream, grown.stats["contexts"]) == (512, 1)     # nothing needed more
+    out = run_unit({name: grown}, requests)
+    assert (grown.stream, grown.stats["contexts"]) == (-(-max(sizes) // 256) * 256, 2)
+    assert run_unit({name: grown}, requests[:-2]) == first and grown.stream > 512   # streams never shrink
+    wide = BatchedEngine(spec, 2, 0, grammars, BatchSettings(n_parallel=16))
+    wide._make_context(spec.context_size)       # every stream at the model's context, as before streams grew
+    assert wide.stream == spec.context_size
+    assert run_unit({name: wide}, requests) == out and out[:-2] == first
+    assert all(c.finish in ("stop", "length") for c in out)
+    grown.close()
+    wide.close()
+
+
+def test_kv_cells_caps_the_streams_and_a_longer_request_is_a_row_error(unit, both_outputs):
+    plan, work, name, spec, grammars = unit
+    requests = _with_a_long_report(unit)
+    capped = BatchedEngine(spec, 2, 0, grammars, BatchSettings(n_parallel=16, kv_cells=300))   # rounded to 512
+    out = run_unit({name: capped}, requests)
+    assert capped.stream == 512
+    capped.close()
+    assert out[:-2] == both_outputs[2]   # the unit's own requests fit: answered as without a cap
+    for got in out[-2:]:
+        assert got.finish == "error" and "over the KV stream cap of 512 cells" in got.error and "kv_cells" in got.error
+
+
 def test_grammar_dead_end_ends_only_that_sequence(unit, engines, both_outputs):
     plan, work, name, *_ = unit
     batched = engines[1]

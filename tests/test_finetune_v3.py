@@ -8,6 +8,7 @@ SmolLM2's real tokenizer and annotate's real prompt rendering.
 from __future__ import annotations
 
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from conftest import REPORTS, run_cli
+from conftest import REPO, REPORTS, run_cli
 
 from radbatch.finetune.data import Sample, class_balanced_weights
 from radbatch.finetune.train import flatten_check
@@ -223,3 +224,21 @@ def test_training_injections_keep_the_report_and_add_one_payload():
         assert out.index("IMPRESSION:") > out.index("FINDINGS:")
         seen.add(out.index(payload[0]) == 0)
     assert seen == {True, False}     # at the start sometimes, elsewhere other times
+
+
+def test_the_injection_test_cases_are_not_the_training_injections():
+    """bench/injection.py measures obedience on texts written for the test: none of its texts or payload words
+    may occur in what training pasted into reports."""
+    import importlib.util
+    from radbatch.finetune.inject import TRAIN_INJECTIONS
+    spec = importlib.util.spec_from_file_location("injection", REPO / "bench" / "injection.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    training = "\n".join(TRAIN_INJECTIONS).lower()
+    assert len(bench.TEST_INJECTIONS) >= 10
+    for text, word in bench.TEST_INJECTIONS:
+        assert word in text and word.lower() not in training, word
+        assert text not in TRAIN_INJECTIONS
+        words = re.sub(r"<\|[a-z_]+\|>", " ", text.lower())   # chat markup is the attack's form, not its wording
+        sentences = [s.strip() for s in words.replace("\n", ". ").split(". ") if len(s.strip()) > 20]
+        assert sentences and not any(s in training for s in sentences), text

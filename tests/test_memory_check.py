@@ -23,6 +23,9 @@ def test_the_batched_engine_is_charged_for_each_of_its_kv_streams():
     kv = model.context_size * kv_cell_bytes(embedded_path())
     assert kv_streams("batched") == 22 and batched - simple == 21 * kv
     assert kv_streams("batched", Settings.from_env({"RADBATCH_BATCHED": "n_parallel=8"}).batch) == 14
+    # kv_cells caps every stream (rounded up to 256 cells): the check counts the cap, not the context
+    capped = worker_memory([model], "batched", Settings.from_env({"RADBATCH_BATCHED": "kv_cells=1000"}).batch)
+    assert batched - capped == 22 * (model.context_size - 1024) * kv_cell_bytes(embedded_path())
 
 
 def test_a_batch_that_cannot_fit_is_refused_before_work_and_a_bad_setting_is_a_usage_error(reports_parquet,

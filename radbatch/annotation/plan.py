@@ -14,7 +14,7 @@ from pathlib import Path
 
 from radbatch.archive import reading as archive
 from radbatch.archive.reading import ColumnOptions, InputFile
-from radbatch.engines.spec import BatchSettings
+from radbatch.engines.spec import BatchSettings, stream_cap
 from radbatch.errors import EngineError, InputError
 from radbatch.heads.models import (
     ModelSpec,
@@ -250,7 +250,9 @@ def kv_streams(engine: str, batch: BatchSettings | None = None) -> int:
 
 
 def worker_memory(models, engine: str = "simple", batch: BatchSettings | None = None) -> int:
-    """Bytes one worker needs: it maps every model it serves (ModelSpecs) and allocates its KV cache."""
+    """Bytes one worker needs: it maps every model it serves (ModelSpecs) and allocates its KV cache. The
+    batched engine's streams grow to the longest request it meets, so the check counts them at their cap: the
+    model's context, or RADBATCH_BATCHED kv_cells (a report that needs more is then an error on its row)."""
     from radbatch.heads.gguf_meta import kv_cell_bytes
     need = 0
     for m in models:
@@ -258,7 +260,8 @@ def worker_memory(models, engine: str = "simple", batch: BatchSettings | None = 
             continue  # no model file, no KV cache: a few KiB of Python in a worker that exists anyway
         size = Path(m.path).stat().st_size + (Path(m.adapter).stat().st_size if m.adapter else 0)
         cell = kv_cell_bytes(m.path) or KV_ALLOWANCE_PER_CELL
-        need += int(size * 1.1) + kv_streams(engine, batch) * m.context_size * cell + COMPUTE_ALLOWANCE
+        cells = stream_cap(m.context_size, batch or BatchSettings()) if engine == "batched" else m.context_size
+        need += int(size * 1.1) + kv_streams(engine, batch) * cells * cell + COMPUTE_ALLOWANCE
     return need
 
 
@@ -267,8 +270,9 @@ def check_memory(plan: Plan, workers: int) -> None:
     need = worker_memory(plan.models.values(), plan.opts.engine, plan.settings.batch) * workers
     avail = _available_memory()
     if avail and need > avail:
-        hint = (" With --engine batched, each model holds n_parallel + n_prefix KV streams (RADBATCH_BATCHED="
-                "n_parallel=8 halves them) or use --engine simple." if plan.opts.engine == "batched" else "")
+        hint = (" With --engine batched, each model holds n_parallel + n_prefix KV streams of up to its context "
+                "size: RADBATCH_BATCHED=n_parallel=8 halves their number, kv_cells=1024 caps their size (longer "
+                "reports become row errors), or use --engine simple." if plan.opts.engine == "batched" else "")
         raise EngineError(f"{workers} worker(s) x {len(plan.models)} model(s) need about {need / 2**30:.1f} GiB "
                           f"but {avail / 2**30:.1f} GiB is available. Use fewer --workers, route heads to fewer "
                           f"models, or a smaller quantization.{hint}")

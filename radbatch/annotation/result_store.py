@@ -78,8 +78,11 @@ class KeyFacts:
     def __init__(self, plan):
         # The run's own batched-engine settings (RADBATCH_BATCHED, read once at planning): batch make-up can move
         # a long generation at a near-tie, so results decoded under other settings are other keys.
+        # kv_cells is left out: a stream's size does not change what it computes (engines/batched.py
+        # _make_context; tests/test_batched.py), only which long reports become row errors, which are not stored.
+        batched = {k: v for k, v in asdict(plan.settings.batch).items() if k != "kv_cells"}
         engine = {"kind": plan.opts.engine, "greedy": GREEDY, "llama_cpp": llama_build(),
-                  "batched": asdict(plan.settings.batch) if plan.opts.engine == "batched" else None}
+                  "batched": batched if plan.opts.engine == "batched" else None}
         self.slot: dict[str, bytes] = {}
         for h in plan.heads:
             m = plan.head_models[h.key]

@@ -42,12 +42,12 @@ from radbatch.heads.models import ModelSpec
 from radbatch.heads.prompts import Prompt
 
 # BatchSettings lives with WorkerSpec, which ships it to the workers; importable from here as before (bench/).
-from .spec import BatchSettings, Completion, Request, progress_step
+from .spec import STREAM_STEP, BatchSettings, Completion, Request, progress_step, stream_cap
 
 MIN_SHARED = 8  # a shared prefix shorter than this is decoded per sequence (not worth a sequence of its own)
 TOP_K = (64, 1024)  # a grammar-rejected argmax: these many best tokens are tried before masking the vocabulary
 STATS = ("steps", "prompt_calls", "decode_s", "prompt_s", "copies", "sample_s", "prompt_tokens", "gen_tokens",
-         "top_masks", "full_masks", "full_mask_s", "run_s", "confidence_s")
+         "top_masks", "full_masks", "full_mask_s", "run_s", "confidence_s", "contexts")
 
 
 @dataclass(eq=False)
@@ -116,25 +116,18 @@ class BatchedEngine:
         self.n_seq = min(s.n_parallel + s.n_prefix, L.llama_max_parallel_sequences())
         self.n_parallel = min(s.n_parallel, self.n_seq - 1)
         self.n_batch = s.n_batch
-        cparams = L.llama_context_default_params()
-        cparams.n_ctx = self.n_seq * spec.context_size   # one stream of context_size cells per sequence
-        cparams.n_batch = cparams.n_ubatch = max(s.n_batch, self.n_parallel)
-        cparams.n_seq_max = self.n_seq
-        cparams.n_threads = cparams.n_threads_batch = threads
-        cparams.kv_unified = False
-        cparams.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED   # as Llama(flash_attn=False)
-        self.ctx = L.llama_init_from_model(self.model, cparams)
-        if not self.ctx:
-            raise ValueError(f"Failed to create llama_context ({self.n_seq} KV streams of {spec.context_size} cells)")
-        self._stack.append(lambda: L.llama_free(self.ctx))
+        self.threads = threads
+        self.max_stream = stream_cap(spec.context_size, s)   # what a stream may grow to
+        self.ctx = self._adapter = None
         if spec.adapter:
-            self._set_adapter(spec)
-        self.mem = L.llama_get_memory(self.ctx)
-        self.batch = L.llama_batch_init(cparams.n_batch, 0, 1)
+            self._load_adapter(spec)
+        self.stats = dict.fromkeys(STATS, 0.0)          # where the time goes (bench/throughput.py prints it)
+        self.stream = 0
+        self._make_context(STREAM_STEP * 2)             # grown by complete_many to the longest request seen
+        self.batch = L.llama_batch_init(max(self.n_batch, self.n_parallel), 0, 1)
         self._stack.append(lambda: L.llama_batch_free(self.batch))
         self.grammars = {task: self._grammar(task, g) for task, g in grammars.items()}
         self.trace: dict[int, list[int]] | None = None  # set to {} to keep each request's tokens (bench/agreement.py)
-        self.stats = dict.fromkeys(STATS, 0.0)          # where the time goes (bench/throughput.py prints it)
         self.gbnf = grammars
         self._eog = self._pieces = None                 # for confidence, built on first use:
         self._universe: dict = {}                       # end-token mask, token texts, task -> grammar's tokens
@@ -146,19 +139,46 @@ class BatchedEngine:
         n = self.L.llama_model_meta_val_str(self.model, key.encode(), buf, 256)
         return buf.value.decode() if n >= 0 else None
 
-    def _set_adapter(self, spec: ModelSpec) -> None:
-        """As Llama(lora_path=...): one adapter at scale 1. A NULL adapter (llama.cpp refused it) is an error
-        here, while loading, never applied."""
+    def _load_adapter(self, spec: ModelSpec) -> None:
+        """As Llama(lora_path=...): one adapter at scale 1 (applied to each context _make_context creates). A
+        NULL adapter (llama.cpp refused it) is an error here, while loading, never applied."""
         L = self.L
         adapter = L.llama_adapter_lora_init(self.model, spec.adapter.encode())
         if not adapter:
             raise ValueError(f"llama.cpp refused the LoRA adapter {spec.adapter} for {spec.path}: it was made for "
                              "another base model (architecture or tensor shapes differ) or is not a LoRA GGUF")
         self._stack.append(lambda: L.llama_adapter_lora_free(adapter))
-        adapters = (L.llama_adapter_lora_p_ctypes * 1)(adapter)
-        scales = (ctypes.c_float * 1)(1.0)
-        if L.llama_set_adapters_lora(self.ctx, adapters, 1, scales):
-            raise ValueError(f"llama.cpp could not apply the LoRA adapter {spec.adapter}")
+        self._adapter, self._adapter_path = adapter, spec.adapter
+
+    def _make_context(self, cells: int) -> None:
+        """(Re)create the context with n_seq KV streams of `cells` cells each (a multiple of STREAM_STEP, at most
+        max_stream). KV memory is n_seq x cells x the model's bytes per cell, so streams are sized to the longest
+        request seen (complete_many grows them), not to the model's context. Outputs do not depend on the stream
+        size: attention covers a stream's used cells rounded up to llama.cpp's padding (256), which a stream of
+        a multiple of 256 cells always holds (tests/test_batched.py compares grown and full-size streams)."""
+        L = self.L
+        cells = min(self.max_stream, -(-cells // STREAM_STEP) * STREAM_STEP)
+        if self.ctx is not None:
+            L.llama_free(self.ctx)
+            self.ctx = None
+        cparams = L.llama_context_default_params()
+        cparams.n_ctx = self.n_seq * cells   # one stream of `cells` cells per sequence
+        cparams.n_batch = cparams.n_ubatch = max(self.n_batch, self.n_parallel)
+        cparams.n_seq_max = self.n_seq
+        cparams.n_threads = cparams.n_threads_batch = self.threads
+        cparams.kv_unified = False
+        cparams.flash_attn_type = L.LLAMA_FLASH_ATTN_TYPE_DISABLED   # as Llama(flash_attn=False)
+        self.ctx = L.llama_init_from_model(self.model, cparams)
+        if not self.ctx:
+            raise ValueError(f"Failed to create llama_context ({self.n_seq} KV streams of {cells} cells)")
+        if self._adapter is not None:
+            adapters = (L.llama_adapter_lora_p_ctypes * 1)(self._adapter)
+            scales = (ctypes.c_float * 1)(1.0)
+            if L.llama_set_adapters_lora(self.ctx, adapters, 1, scales):
+                raise ValueError(f"llama.cpp could not apply the LoRA adapter {self._adapter_path}")
+        self.mem = L.llama_get_memory(self.ctx)
+        self.stream = cells
+        self.stats["contexts"] += 1
 
     def _grammar(self, task: str, gbnf: str):
         smpl = self.L.llama_sampler_init_grammar(self.vocab, gbnf.encode(), b"root")
@@ -192,6 +212,9 @@ class BatchedEngine:
         self._b_nseq[:] = 1
 
     def close(self) -> None:
+        if getattr(self, "ctx", None) is not None:   # before the adapter and the model it uses
+            self.L.llama_free(self.ctx)
+            self.ctx = None
         while self._stack:
             self._stack.pop()()
 
@@ -234,8 +257,15 @@ class BatchedEngine:
                 out[i] = Completion("", "error", f"prompt has {len(toks)} tokens + {req.max_tokens} to generate, "
                                     f"over the model context of {self.n_ctx}: report too long (raise context_size)",
                                     len(toks))
+            elif len(toks) + req.max_tokens > self.max_stream:
+                out[i] = Completion("", "error", f"prompt has {len(toks)} tokens + {req.max_tokens} to generate, "
+                                    f"over the KV stream cap of {self.max_stream} cells (RADBATCH_BATCHED kv_cells):"
+                                    " raise kv_cells or leave it unset", len(toks))
             else:
                 ids.append((i, toks))
+        need = max((len(toks) + requests[i].max_tokens for i, toks in ids), default=0)
+        if need > self.stream:   # streams grow to the longest request seen, never shrink (the KV is empty here)
+            self._make_context(need)
         if ids:
             run = _Run(self, requests, ids, out)
             run.run()

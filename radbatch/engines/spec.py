@@ -56,6 +56,9 @@ class Completion:
 BATCHED_ENV = "RADBATCH_BATCHED"
 
 
+STREAM_STEP = 256   # the batched engine sizes KV streams in these steps: llama.cpp pads the cells attention reads to 256
+
+
 @dataclass(frozen=True)
 class BatchSettings:
     """Tuning knobs of the batched engine (engine_batched.py); defaults measured on 2 cores, docs/performance.md.
@@ -65,6 +68,7 @@ class BatchSettings:
     n_parallel: int = 16   # sequences generating at once (each holds a KV stream of the model's context size)
     n_prefix: int = 6      # extra KV streams for shared prefixes (system prompt, reports, findings)
     n_batch: int = 512     # most prompt tokens per llama_decode call (as LlamaEngine)
+    kv_cells: int = 0      # cap on a KV stream's cells; 0: streams grow to the longest request, up to context_size
 
     @classmethod
     def from_extra(cls, extra: dict) -> "BatchSettings":
@@ -80,7 +84,7 @@ class BatchSettings:
                 values[name] = int(raw)
             except ValueError:
                 raise ValueError(f"batched engine setting {name} must be an integer, not {raw!r}") from None
-            if values[name] < 2:
+            if values[name] < 2 and not (name == "kv_cells" and values[name] == 0):
                 raise ValueError(f"batched engine setting {name} must be at least 2, not {values[name]}")
         return cls(**values)
 
@@ -109,3 +113,11 @@ class WorkerSpec:
     batch: BatchSettings = field(default_factory=BatchSettings)
     # Test-only fault injection (pool.crash_if_asked, RADBATCH_TEST_CRASH_UNIT syntax); empty in production.
     test_faults: str = ""
+
+
+def stream_cap(context_size: int, settings: BatchSettings) -> int:
+    """The most cells one of the batched engine's KV streams may grow to: the model's context, or kv_cells
+    rounded up to STREAM_STEP."""
+    if not settings.kv_cells:
+        return context_size
+    return min(context_size, -(-settings.kv_cells // STREAM_STEP) * STREAM_STEP)
