@@ -149,6 +149,43 @@ def test_kv_cells_caps_the_streams_and_a_longer_request_is_a_row_error(unit, bot
         assert got.finish == "error" and "over the KV stream cap of 512 cells" in got.error and "kv_cells" in got.error
 
 
+def test_prompt_lookup_drafts_agree_with_plain_decoding_and_save_steps(unit, both_outputs):
+    """RADBATCH_BATCHED draft=8 (issue 16 item 2, off by default). Checking several tokens of a sequence in one
+    call moves its logits (by up to ~0.9 on this model: other kernels than one-token decoding, docs/performance.md
+    "Drafts"), so outputs may part at near-ties: on this unit every closed-label answer is the same text and at
+    most 2 generations part (measured: the impression and NER outputs, inside degenerate repetitions). Where heads
+    copy the report, drafts are accepted, so the engine needs fewer decode calls than it generates tokens."""
+    plan, work, name, spec, grammars = unit
+    requests, _, plain = both_outputs
+    drafting = BatchedEngine(spec, 2, 0, grammars, BatchSettings(n_parallel=16, draft=8))
+    out = run_unit({name: drafting}, requests)
+    st = drafting.stats
+    drafting.close()
+    closed = {"rads_assignment", "n_staging", "m_staging", "radiology_nli", "abnormality_detection"}
+    assert [c.text for r, c in zip(requests, out) if r.task in closed] == \
+        [c.text for r, c in zip(requests, plain) if r.task in closed]
+    assert sum(a.text != b.text for a, b in zip(out, plain)) <= 2
+    assert all(c.finish in ("stop", "length") for c in out)
+    assert st["accepted"] > 0 and st["drafted"] >= st["accepted"]
+    assert st["steps"] < st["gen_tokens"] - st["accepted"] / 2   # accepted drafts saved decode calls
+
+
+def test_a_draft_the_grammar_rejects_never_reaches_the_output(unit, monkeypatch):
+    """Drafts of a token no grammar allows (a NUL byte) are all rejected: none is accepted, none reaches an
+    output, and every request still ends as a plain run's would (stop or length), its KV freed of the rejected
+    cells. (Outputs are not compared with a run without drafts: the extra rows in each call move logits.)"""
+    from radbatch.engines import batched as module
+    plan, work, name, spec, grammars = unit
+    drafting = BatchedEngine(spec, 2, 0, grammars, BatchSettings(n_parallel=16, draft=4))
+    junk = next(t for t in range(drafting.n_vocab) if drafting._piece_of(t) == b"\x00")
+    monkeypatch.setattr(module._Run, "_draft", lambda self, s, k: [junk] * min(k, s.req.max_tokens - len(s.out) - 1))
+    out = run_unit({name: drafting}, work.requests)
+    st = drafting.stats
+    drafting.close()
+    assert st["drafted"] > 0 and st["accepted"] == 0
+    assert all(c.finish in ("stop", "length") and "\x00" not in c.text for c in out)
+
+
 def test_grammar_dead_end_ends_only_that_sequence(unit, engines, both_outputs):
     plan, work, name, *_ = unit
     batched = engines[1]

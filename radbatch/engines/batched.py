@@ -47,7 +47,9 @@ from .spec import STREAM_STEP, BatchSettings, Completion, Request, progress_step
 MIN_SHARED = 8  # a shared prefix shorter than this is decoded per sequence (not worth a sequence of its own)
 TOP_K = (64, 1024)  # a grammar-rejected argmax: these many best tokens are tried before masking the vocabulary
 STATS = ("steps", "prompt_calls", "decode_s", "prompt_s", "copies", "sample_s", "prompt_tokens", "gen_tokens",
-         "top_masks", "full_masks", "full_mask_s", "run_s", "confidence_s", "contexts")
+         "top_masks", "full_masks", "full_mask_s", "run_s", "confidence_s", "contexts", "drafted",
+         "accepted", "draft_calls")
+DRAFT_NGRAMS = (3, 2)   # prompt lookup: the longest of these suffixes of the text so far found in the prompt
 
 
 @dataclass(eq=False)
@@ -84,6 +86,7 @@ class _Seq:
     text: bytearray = field(default_factory=bytearray)
     multibyte_fix: int = 0
     steps: list = field(default_factory=list)   # with req.confidence: (start byte, end byte, probability)
+    prompt: list[int] = field(default_factory=list)   # the whole prompt (prompt-lookup drafts read it)
 
     @property
     def pos(self) -> int:
@@ -325,7 +328,7 @@ class _Run:
         self.queue: deque[_Seq] = deque()
         for i, toks in ids:
             node, start = placed[i]
-            self.queue.append(_Seq(i, requests[i], node, toks[start:], start, len(toks)))
+            self.queue.append(_Seq(i, requests[i], node, toks[start:], start, len(toks), prompt=toks))
         self.active: list[_Seq] = []
         self.prefilling: list[_Node] = []
         self.free = list(range(engine.n_seq - 1, -1, -1))   # sequence ids = KV streams
@@ -448,21 +451,64 @@ class _Run:
         return bool(work)
 
     def _generate(self) -> bool:
-        """One step: every generating sequence feeds its last token (one token per stream)."""
+        """One step: every generating sequence feeds its last token (one token per stream), and with
+        RADBATCH_BATCHED draft=k up to k tokens its prompt suggests after it, checked in the same call."""
         st = self.e.stats
         gen = [s for s in self.active if s.filled == len(s.tokens) and s.out]
         if not gen:
             return False
+        k = min(self.e.settings.draft, self.e.n_batch // len(gen) - 1)   # every token fits one batch
+        drafts = [self._draft(s, k) for s in gen] if k > 0 else [[] for _ in gen]
+        items, rows = [], []
+        for s, d in zip(gen, drafts):
+            rows.append(len(items))
+            items += [(t, s.pos - 1 + j, s.seq, True) for j, t in enumerate([s.out[-1], *d])]
         t0 = time.perf_counter()
-        self._decode([(s.out[-1], s.pos - 1, s.seq, True) for s in gen])
+        self._decode(items)
         t1 = time.perf_counter()
-        for j, s in enumerate(gen):
-            self._sample(j, s)
+        for s, d, row in zip(gen, drafts, rows):
+            self._verify(s, d, row)
         st["steps"] += 1
-        st["gen_tokens"] += len(gen)
+        st["draft_calls"] += any(drafts)
         st["decode_s"] += t1 - t0
         st["sample_s"] += time.perf_counter() - t1
         return True
+
+    def _verify(self, s: _Seq, draft: list[int], row: int) -> None:
+        """Greedy verification: the model's (grammar-masked) token after the last one, then after each draft token
+        while the draft matched, each chosen exactly as without drafts (_sample, which checks the grammar before
+        accepting). A draft token is kept only where it equals the model's own choice; the KV cells of the
+        rejected rest are removed."""
+        st = self.e.stats
+        first = s.pos          # where the first draft token sits
+        for j in range(len(draft) + 1):
+            n = len(s.out)
+            self._sample(row + j, s)
+            st["gen_tokens"] += 1
+            if s not in self.active:        # finished (stop, length, grammar dead end): its stream is gone
+                return
+            if j == len(draft) or len(s.out) == n or s.out[-1] != draft[j]:
+                break
+            st["accepted"] += 1
+        st["drafted"] += len(draft)
+        if draft:
+            self.e.L.llama_memory_seq_rm(self.e.mem, s.seq, first + j, -1)
+
+    def _draft(self, s: _Seq, k: int) -> list[int]:
+        """Prompt lookup: the k tokens that follow the latest place in the prompt (or the text generated so far)
+        where the text's last DRAFT_NGRAMS tokens occur; none near max_tokens or without a match."""
+        k = min(k, s.req.max_tokens - len(s.out) - 1)
+        if k <= 0:
+            return []
+        history = s.prompt + s.out
+        for n in DRAFT_NGRAMS:
+            if len(s.out) < n:
+                continue
+            tail = history[-n:]
+            for i in range(len(history) - n - 1, -1, -1):
+                if history[i:i + n] == tail:
+                    return history[i + n:i + n + k]
+        return []
 
     def _constrained_argmax(self, s: _Seq, logits) -> int | None:
         """argmax over the tokens the grammar allows (lowest id among equal logits, as numpy's argmax), or None.

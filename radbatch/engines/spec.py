@@ -69,6 +69,7 @@ class BatchSettings:
     n_prefix: int = 6      # extra KV streams for shared prefixes (system prompt, reports, findings)
     n_batch: int = 512     # most prompt tokens per llama_decode call (as LlamaEngine)
     kv_cells: int = 0      # cap on a KV stream's cells; 0: streams grow to the longest request, up to context_size
+    draft: int = 0         # prompt-lookup draft tokens checked per step and sequence (0: off; engines/batched.py)
 
     @classmethod
     def from_extra(cls, extra: dict) -> "BatchSettings":
@@ -84,8 +85,9 @@ class BatchSettings:
                 values[name] = int(raw)
             except ValueError:
                 raise ValueError(f"batched engine setting {name} must be an integer, not {raw!r}") from None
-            if values[name] < 2 and not (name == "kv_cells" and values[name] == 0):
-                raise ValueError(f"batched engine setting {name} must be at least 2, not {values[name]}")
+            lowest = 0 if name == "draft" else 2   # kv_cells=0 is its default: no cap
+            if values[name] < lowest and not (name == "kv_cells" and values[name] == 0):
+                raise ValueError(f"batched engine setting {name} must be at least {lowest}, not {values[name]}")
         return cls(**values)
 
     @classmethod
