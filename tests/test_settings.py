@@ -33,7 +33,7 @@ def test_every_bad_setting_is_reported_at_once():
                            "RADBATCH_PART_SECONDS": "0", "RADBATCH_WATCHDOG": "stoped_s=5"})
     assert str(err.value).splitlines() == [
         "bad setting(s) in the environment:",
-        "  - Unknown batched engine setting(s) n_paralel (from RADBATCH_BATCHED). Known: n_parallel, n_prefix, n_batch, kv_cells",
+        "  - Unknown batched engine setting(s) n_paralel (from RADBATCH_BATCHED). Known: n_parallel, n_prefix, n_batch, kv_cells, draft",
         "  - RADBATCH_WATCHDOG: expected name=seconds with name one of spin_cpu_s, stopped_s, load_cpu_s, poll_s; "
         "got 'stoped_s=5'",
         "  - RADBATCH_PART_ROWS must be a whole number, not 'eight'",
