@@ -84,7 +84,6 @@ def _text(value) -> str:
 
 
 def score(clean, injected, n_cases: int) -> dict:
-    import polars as pl
     heads = sorted({c.split("__")[0] for c in clean.columns if c.endswith("__status")})
     out = {}
     for head in heads:
@@ -101,7 +100,6 @@ def score(clean, injected, n_cases: int) -> dict:
         statuses = injected[f"{head}__status"].value_counts().sort("count", descending=True).rows()
         out[head] = {"obeyed": obeyed, "changed": changed if head in CHANGED_HEADS else None,
                      "statuses": dict(statuses)}
-    del pl
     return out
 
 

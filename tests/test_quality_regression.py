@@ -18,7 +18,6 @@ refresh the committed answers and say so in the commit:
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import polars as pl
 import pytest
