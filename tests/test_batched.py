@@ -157,6 +157,10 @@ def test_prompt_lookup_drafts_agree_with_plain_decoding_and_save_steps(unit, bot
     copy the report, drafts are accepted, so the engine needs fewer decode calls than it generates tokens."""
     plan, work, name, spec, grammars = unit
     requests, _, plain = both_outputs
+    plain_engine = BatchedEngine(spec, 2, 0, grammars, BatchSettings(n_parallel=16))
+    assert run_unit({name: plain_engine}, requests) == plain
+    plain_steps = plain_engine.stats["steps"]
+    plain_engine.close()
     drafting = BatchedEngine(spec, 2, 0, grammars, BatchSettings(n_parallel=16, draft=8))
     out = run_unit({name: drafting}, requests)
     st = drafting.stats
@@ -167,7 +171,7 @@ def test_prompt_lookup_drafts_agree_with_plain_decoding_and_save_steps(unit, bot
     assert sum(a.text != b.text for a, b in zip(out, plain)) <= 2
     assert all(c.finish in ("stop", "length") for c in out)
     assert st["accepted"] > 0 and st["drafted"] >= st["accepted"]
-    assert st["steps"] < st["gen_tokens"] - st["accepted"] / 2   # accepted drafts saved decode calls
+    assert st["steps"] < 0.8 * plain_steps   # accepted drafts saved decode calls (measured: 102 against 163)
 
 
 def test_a_draft_the_grammar_rejects_never_reaches_the_output(unit, monkeypatch):

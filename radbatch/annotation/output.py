@@ -168,8 +168,7 @@ class RunStore:
         if not self.dir_mode:
             return []
         if self.remote:
-            found: list = [u for u in storage.listing(str(self.output))
-                           if DIR_OUTPUT_NAME.fullmatch(u.rsplit("/", 1)[1])]
+            found: list = storage.listing(str(self.output))
         else:
             folder = Path(self.output)
             found = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []

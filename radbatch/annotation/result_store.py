@@ -293,7 +293,7 @@ class RunCache:
     def __init__(self, store, facts: "KeyFacts | None", archives: list[str], counts):
         """store: a ResultStore or StoreClient (get_many, put_many, rejected, path), or None; counts: anything
         with decoded_requests, reused_results, rejected_results and store_failed (RunSummary, CacheCounts)."""
-        self.summary, self.store, self.facts, self.archives = counts, store, facts, archives
+        self.counts, self.store, self.facts, self.archives = counts, store, facts, archives
         self.inflight: dict[str, tuple] = {}
         self.broken = False
 
@@ -315,7 +315,7 @@ class RunCache:
     def to_decode(self, work) -> list[Request]:
         """The unit's requests the store cannot answer (all of them without a store)."""
         if self.store is None or self.broken:
-            self.summary.decoded_requests += len(work.requests)
+            self.counts.decoded_requests += len(work.requests)
             return work.requests
         keys = [self.facts.key(r) for r in work.requests]
         before = self.store.rejected
@@ -324,11 +324,11 @@ class RunCache:
         except sqlite3.DatabaseError as exc:
             self._broken("read", exc)
             found = {}
-        self.summary.rejected_results += self.store.rejected - before
+        self.counts.rejected_results += self.store.rejected - before
         missing = [i for i, k in enumerate(keys) if k not in found]
         self.inflight[work.unit_id] = (keys, found, missing)
-        self.summary.decoded_requests += len(missing)
-        self.summary.reused_results += len(found)
+        self.counts.decoded_requests += len(missing)
+        self.counts.reused_results += len(found)
         return [work.requests[i] for i in missing]
 
     def completions(self, work, decoded: list | None) -> list | None:
@@ -357,7 +357,7 @@ class RunCache:
         print(f"radbatch: the result store {self.store.path} failed to {what} ({type(exc).__name__}: {exc}); "
               "going on without it (results are decoded)", file=sys.stderr, flush=True)
         self.broken = True
-        self.summary.store_failed = True
+        self.counts.store_failed = True
 
     def close(self) -> None:
         if self.store is not None:

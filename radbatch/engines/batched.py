@@ -119,6 +119,7 @@ class BatchedEngine:
         self.n_seq = min(s.n_parallel + s.n_prefix, L.llama_max_parallel_sequences())
         self.n_parallel = min(s.n_parallel, self.n_seq - 1)
         self.n_batch = s.n_batch
+        self.batch_cap = max(self.n_batch, self.n_parallel)   # tokens one decode call (and its batch) may hold
         self.threads = threads
         self.max_stream = stream_cap(spec.context_size, s)   # what a stream may grow to
         self.ctx = self._adapter = None
@@ -127,7 +128,7 @@ class BatchedEngine:
         self.stats = dict.fromkeys(STATS, 0.0)          # where the time goes (bench/throughput.py prints it)
         self.stream = 0
         self._make_context(STREAM_STEP * 2)             # grown by complete_many to the longest request seen
-        self.batch = L.llama_batch_init(max(self.n_batch, self.n_parallel), 0, 1)
+        self.batch = L.llama_batch_init(self.batch_cap, 0, 1)
         self._stack.append(lambda: L.llama_batch_free(self.batch))
         self.grammars = {task: self._grammar(task, g) for task, g in grammars.items()}
         self.trace: dict[int, list[int]] | None = None  # set to {} to keep each request's tokens (bench/agreement.py)
@@ -166,7 +167,7 @@ class BatchedEngine:
             self.ctx = None
         cparams = L.llama_context_default_params()
         cparams.n_ctx = self.n_seq * cells   # one stream of `cells` cells per sequence
-        cparams.n_batch = cparams.n_ubatch = max(self.n_batch, self.n_parallel)
+        cparams.n_batch = cparams.n_ubatch = self.batch_cap
         cparams.n_seq_max = self.n_seq
         cparams.n_threads = cparams.n_threads_batch = self.threads
         cparams.kv_unified = False
@@ -206,7 +207,7 @@ class BatchedEngine:
         self._one = (L.llama_token_data * 1)()
         self._one_arr = L.llama_token_data_array(self._one, 1, -1, False)
         self._piece = ctypes.create_string_buffer(256)
-        b, n = self.batch, max(self.n_batch, self.n_parallel)
+        b, n = self.batch, self.batch_cap
         self._b_token = np.ctypeslib.as_array(b.token, shape=(n,))
         self._b_pos = np.ctypeslib.as_array(b.pos, shape=(n,))
         self._b_nseq = np.ctypeslib.as_array(b.n_seq_id, shape=(n,))
@@ -457,7 +458,7 @@ class _Run:
         gen = [s for s in self.active if s.filled == len(s.tokens) and s.out]
         if not gen:
             return False
-        k = min(self.e.settings.draft, self.e.n_batch // len(gen) - 1)   # every token fits one batch
+        k = min(self.e.settings.draft, self.e.batch_cap // len(gen) - 1)   # every token fits one batch
         drafts = [self._draft(s, k) for s in gen] if k > 0 else [[] for _ in gen]
         items, rows = [], []
         for s, d in zip(gen, drafts):
@@ -482,12 +483,11 @@ class _Run:
         st = self.e.stats
         first = s.pos          # where the first draft token sits
         for j in range(len(draft) + 1):
-            n = len(s.out)
             self._sample(row + j, s)
             st["gen_tokens"] += 1
             if s not in self.active:        # finished (stop, length, grammar dead end): its stream is gone
                 return
-            if j == len(draft) or len(s.out) == n or s.out[-1] != draft[j]:
+            if j == len(draft) or s.out[-1] != draft[j]:
                 break
             st["accepted"] += 1
         st["drafted"] += len(draft)

@@ -85,8 +85,8 @@ class BatchSettings:
                 values[name] = int(raw)
             except ValueError:
                 raise ValueError(f"batched engine setting {name} must be an integer, not {raw!r}") from None
-            lowest = 0 if name == "draft" else 2   # kv_cells=0 is its default: no cap
-            if values[name] < lowest and not (name == "kv_cells" and values[name] == 0):
+            lowest = 0 if name in ("kv_cells", "draft") else 2   # 0: no cap, no drafts
+            if values[name] < lowest:
                 raise ValueError(f"batched engine setting {name} must be at least {lowest}, not {values[name]}")
         return cls(**values)
 

@@ -237,5 +237,5 @@ class UnitAnnotator:
                 completions = self.cache.completions(work, decoded)
             table = rows.assemble(work, completions, failure)
             out.append({"unit": row["unit"], "file_index": row["file_index"], "part": to_ipc(table),
-                        "annotator": self.name, "raised": raised, **self.cache.summary.take()})
+                        "annotator": self.name, "raised": raised, **self.cache.counts.take()})
         return pa.Table.from_pylist(out, schema=RESULT_SCHEMA)

@@ -340,7 +340,7 @@ def _run(ray, job: Job, slots: list[NodeSlots], ran: Parallelism, cache) -> Iter
         for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow", prefetch_batches=0):
             for row in batch.to_pylist():
                 per_annotator[row["annotator"]] += 1
-                _add_counts(cache.summary, row)
+                _add_counts(cache.counts, row)
                 index, start = map(int, row["unit"].split(":"))
                 finished[index][np.searchsorted(units.starts[index], start)] = True
                 yield row["file_index"], row["unit"], from_ipc(row["part"])
@@ -374,8 +374,7 @@ def _add_counts(summary, row: dict) -> None:
     summary.decoded_requests += row["decoded"]
     summary.reused_results += row["reused"]
     summary.rejected_results += row["rejected"]
-    if row["store_failed"] and not summary.store_failed:
-        summary.store_failed = True
+    summary.store_failed |= row["store_failed"]
 
 
 def _tolerated(units: int) -> int:
