@@ -31,6 +31,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+import pyarrow.parquet as pq
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import llama_tools  # noqa: E402
 import workload  # noqa: E402
@@ -170,6 +172,40 @@ def engine_alone(units, spec, threads: int, grammars: dict, n_reports: int):
     return Result("d' batched engine alone", wall, n_reports, prompt, gen, "(in process, model loaded)"), stats, settings
 
 
+# -- e: two shipped defaults (before and after a routing change) -------------------------------------------------
+def compare_defaults(archive: Path, before: Path, n_reports: int, threads: int) -> int:
+    """Each default end to end through `radbatch annotate` (1 worker, no --model: every head routed), the new
+    one first so that a warmer page cache cannot favour it; prints the ratio of reports per hour."""
+    table = pq.read_table(archive).slice(0, n_reports)
+    table = table.select([c for c in table.column_names if "__" not in c])
+    work = Path(tempfile.mkdtemp(prefix="radbatch-defaults-"))
+    path = work / "reports.parquet"
+    pq.write_table(table, path)
+    print(f"{table.num_rows} reports from {archive.name}; {threads} threads; {_load()}")
+    runs = {}
+    for label, routing in (("after", REPO / "recipes" / "routing.toml"), ("before", before)):
+        out = work / f"{label}.parquet"
+        cmd = [sys.executable, "-m", "radbatch", "annotate", str(path), "-o", str(out), "--workers", "1",
+               "--threads", str(threads), "--routing-file", str(routing), "-q", *workload.column_flags(path)]
+        t0 = time.perf_counter()
+        res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        wall = time.perf_counter() - t0
+        if res.returncode != 0:
+            raise SystemExit(f"annotate with {routing} failed:\n{res.stderr[-2000:]}")
+        runs[label] = Result(f"e {label}: {routing.name}", wall, table.num_rows, 0, 0,
+                             f"truncated head outputs {_truncated(out)}")
+        print(runs[label].line().replace("prompt     0.0 tok/s  generated    0.0 tok/s  ", ""), flush=True)
+    print(f"\nafter/before reports per hour: {runs['after'].per_hour / runs['before'].per_hour:.2f}")
+    print(_load())
+    return 0
+
+
+def _truncated(out: Path) -> int:
+    """Head outputs that ran to max_tokens (status "truncated" in the output's <head>__status columns)."""
+    t = pq.read_table(out)
+    return sum(t.column(c).to_pylist().count("truncated") for c in t.column_names if c.endswith("__status"))
+
+
 # -- the floor --------------------------------------------------------------------------------------------------
 def floor_rates(tools, model_path: str, threads: int, batch: int) -> tuple[float, float]:
     """llama-bench pp512 tokens/s; llama-batched-bench generation tokens/s at `batch` sequences sharing a
@@ -195,7 +231,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--server-slots", type=int, default=8)
     ap.add_argument("--skip", default="", help="comma list of a0,a1,b,c,d to leave out")
+    ap.add_argument("--routing-before", type=Path, metavar="FILE",
+                    help="instead: the shipped default (models.toml + routing.toml) against the default this routing "
+                         "file made, side by side on --archive's first --reports reports (issue 12 item 7)")
+    ap.add_argument("--archive", type=Path, default=REPO / "sample_data" / "quality_dev.parquet",
+                    help="the reports for --routing-before (inputs only; gold columns are dropped)")
     args = ap.parse_args(argv)
+    if args.routing_before:
+        return compare_defaults(args.archive, args.routing_before, args.reports, args.threads)
     skip = set(filter(None, args.skip.split(",")))
 
     from radbatch.engines.batched import BatchedEngine

@@ -95,7 +95,7 @@ route-dev)
   # annotated into $EVAL/route/dev-<name>.parquet (resumable: a finished file with the same run key is reused, so
   # adding a candidate later annotates only that one), scored with radbatch eval, and the routing those scores
   # imply written to $EVAL/routing-dev406.toml (recipes/routing.toml changes only when the lead ships it).
-  # CANDIDATES overrides the list, e.g. CANDIDATES=smollm2-ft-a,smollm2-ft-b,rules,smollm2-v3 once v3 is exported.
+  # CANDIDATES overrides the list, e.g. CANDIDATES=smollm2-ft-v3,rules once v3 is exported.
   mkdir -p "$EVAL"
   flock /tmp/radbatch-cpu.lock env PYTHONPATH=$PWD $PY -m radbatch route sample_data/quality_dev.parquet \
       --models recipes/models.toml -o "$EVAL/routing-dev406.toml" \

@@ -7,6 +7,7 @@ sample generator's templates or from the radlabels reports.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -286,8 +287,10 @@ def test_recipes_validate_refuses_a_routing_file_sending_a_head_the_rules_do_not
     from radbatch.heads.validate import validate_all
     root = tmp_path / "recipes"
     shutil.copytree(REPO / "recipes", root)
-    (root / "routing.toml").write_text((root / "routing.toml").read_text().replace(
-        'n_staging = "smollm2-ft-a"', 'n_staging = "rules"'))
+    routing = (root / "routing.toml").read_text()
+    routed = re.search(r'^n_staging = "[^"]+"$', routing, flags=re.M)
+    assert routed, "the shipped routing names a model for n_staging"
+    (root / "routing.toml").write_text(routing.replace(routed.group(0), 'n_staging = "rules"'))
     with pytest.raises(RecipeError) as exc:
         validate_all(root)
     assert "route n_staging -> 'rules', a rules member that serves only abnormality_detection, rads_assignment, " \
