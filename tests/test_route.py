@@ -91,3 +91,25 @@ def test_shipped_adapter_is_refused_on_another_base(tmp_path: Path):
     assert res.returncode == 3, res.stderr
     assert f"adapter {Path(adapter).resolve()} was trained on embedded (SmolLM2-135M-Instruct.Q4_1.gguf)" in res.stderr
     assert not out.exists()
+
+
+def test_shipped_calibration_is_for_heads_an_adapter_member_serves():
+    """recipes/calibration.toml (issue 17) is stored with the routing: it reads strictly, and every head it holds a
+    temperature for is routed to a model-file member (the rules member writes no confidence), fitted on that
+    member's dev annotations."""
+    import tomllib
+
+    from radbatch.evaluation.calibration import read_calibration
+    from radbatch.evaluation.confidence import confidence_tasks
+    from radbatch.heads.models import load_models
+    from radbatch.heads.recipes import load_recipes
+    recipes = load_recipes()
+    models = load_models(REPO / "recipes" / "models.toml", set(recipes.profiles))
+    routing = load_routing(REPO / "recipes" / "routing.toml", set(recipes.tasks), set(models))
+    temperatures = read_calibration(REPO / "recipes" / "calibration.toml", confidence_tasks())
+    assert temperatures and all(t > 0 for t in temperatures.values())
+    fitted_on = tomllib.loads((REPO / "recipes" / "calibration.toml").read_text())["fitted_on"]
+    for task in temperatures:
+        model = routing.routes[task]
+        assert not models[model].is_rules, task
+        assert fitted_on == f"dev-{model}.parquet", task
