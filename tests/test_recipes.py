@@ -59,3 +59,19 @@ def test_routing_to_unknown_model_lists_known(tmp_path: Path):
     res = run_cli("recipes", "validate", root)
     assert res.returncode == 2
     assert "unknown model 'qwen9'. Known: rules, smollm2" in res.stderr
+
+
+def test_validate_reads_calibration_files_strictly(tmp_path):
+    """recipes/calibration.toml is checked by the reader eval uses: a head without confidences and a negative
+    temperature are both reported."""
+    import shutil
+    root = tmp_path / "recipes"
+    shutil.copytree(RECIPES, root)
+    (root / "calibration.toml").write_text('schema = 1\nmethod = "binary-logit temperature"\n\n'
+                                           "[heads.radiology_qa]\ntemperature = 1.0\n\n"
+                                           "[heads.n_staging]\ntemperature = -2\n")
+    with pytest.raises(RecipeError) as exc:
+        validate_all(root)
+    text = str(exc.value)
+    assert "heads.radiology_qa: not a head with confidences" in text
+    assert "heads.n_staging.temperature must be a positive number" in text

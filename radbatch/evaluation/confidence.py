@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from radbatch.heads.recipes import CONFIDENCE_KINDS
+
 from .heads import scored_rows
 from .rows import ROW_KEY
 from .task_specs import TaskSpec, load_specs
@@ -22,8 +24,6 @@ def confidence_tasks() -> tuple[str, ...]:
     registry order."""
     return tuple(task for task, spec in load_specs().items() if spec.kind in CONFIDENCE_KINDS)
 
-
-CONFIDENCE_KINDS = ("choice", "rads", "labels")
 
 
 def __getattr__(name: str):

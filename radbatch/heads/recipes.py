@@ -31,6 +31,9 @@ INPUT_FIELDS = ("report", "findings", "prior", "hypothesis", "question")
 LAYOUTS = ("report_first", "task_tag_first")
 _TASK_KEYS = {"id", "version", "description", "inputs", "max_tokens", "instruction", "answer", "columns"}
 ORDER_FILE = "task_order.toml"
+# The answer kinds whose heads write confidence columns (radbatch/engines/confidence.py: one deciding choice, a
+# RADS category, a state per label); read by evaluation (calibration, thresholds) and recipes validate.
+CONFIDENCE_KINDS = ("choice", "rads", "labels")
 # The figure `radbatch eval` leads with for each answer kind (evaluation/heads.py scores each kind one way).
 # A choice head's is the accuracy of its primary field ("stage/accuracy", "label/accuracy").
 PRIMARY_METRIC = {

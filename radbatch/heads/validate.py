@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from radbatch.errors import RecipeError
+from radbatch.errors import InputError, RecipeError
 
 from .models import load_models
-from .recipes import ORDER_FILE, load_recipes, recipes_dir
+from .recipes import CONFIDENCE_KINDS, ORDER_FILE, load_recipes, recipes_dir
 from .routing import load_routing
 
 
@@ -29,12 +29,14 @@ def validate_all(root: str | Path | None = None) -> list[Path]:
                 models.update(load_models(path, set(recipes.profiles)))
             elif path.name.startswith("routing"):
                 continue  # after all models are known
+            elif path.name.startswith("calibration"):
+                problems += _calibration(path, recipes)
             elif path.parent.name == "finetune":
                 from radbatch.finetune.recipe import load_finetune_recipe
                 load_finetune_recipe(path, set(recipes.tasks))
             else:
                 problems.append(f"{path}: not a known kind of recipe (tasks/, finetune/, models*.toml, "
-                                "routing*.toml, profiles.toml, task_order.toml)")
+                                "routing*.toml, calibration*.toml, profiles.toml, task_order.toml)")
                 continue
         except RecipeError as exc:
             problems += exc.problems
@@ -50,6 +52,17 @@ def validate_all(root: str | Path | None = None) -> list[Path]:
     if problems:
         raise RecipeError(problems)
     return checked
+
+
+def _calibration(path: Path, recipes) -> list[str]:
+    """calibration*.toml (per-head temperatures, stored beside the routing) through the strict reader that eval
+    and review use, against the heads whose answers carry confidences."""
+    from radbatch.evaluation.calibration import read_calibration
+    try:
+        read_calibration(path, tuple(t for t, r in recipes.tasks.items() if r.kind in CONFIDENCE_KINDS))
+    except InputError as exc:
+        return [f"{path}: {exc}"]
+    return []
 
 
 def _rules_routes(path, routing, models) -> list[str]:
