@@ -9,6 +9,7 @@
 #   finetune/embedded_v3.sh resume    # the same command again: continues from the newest checkpoint
 #   finetune/embedded_v3.sh status    # step, last dev loss, flatten check
 #   finetune/embedded_v3.sh route-dev # each candidate on the whole dev archive, and the routing it implies
+#   finetune/embedded_v3.sh all30     # the same recipe on all 30 layers for 150 steps: the layer-choice curve
 #
 # Paths (override with the environment): the data and run folders live outside the worktrees so that they survive
 # a checkout; the lead copies RUN/run.json, RUN/train_log.jsonl and the newest RUN/checkpoints/step-*.pt into
@@ -102,6 +103,15 @@ route-dev)
       --candidates "${CANDIDATES:-smollm2-ft-a,smollm2-ft-b,rules}" --work-dir "$EVAL/route" \
       --workers 1 --threads 2 "${COLS[@]}"
   ;;
+all30)
+  # The layer-choice curve (issue 12 item 2): the v3 recipe with LoRA on all 30 layers, same data, seed and schedule,
+  # for its first 150 steps (its dev loss at step 150 against the v3 run's at steps 150 and 300; all 30 layers cost
+  # 2.2x a step). Runs in the foreground under the CPU lock, from the current commit (run.json records it).
+  RUN30=${RUN30:-/work/wt/train-runs/v3-all30}
+  flock /tmp/radbatch-cpu.lock nice -n 19 env PYTHONPATH=$PWD $PY -m radbatch finetune "${TRAIN[@]}" --base embedded \
+      --recipe recipes/finetune/smollm2_135m_lora_v3_all30.toml "${DEV[@]}" -o "$RUN30" --threads 2 --stop-after 150 \
+      -q "${COLS[@]}"
+  ;;
 export)
   # The finished run exports itself into $RUN/adapter.gguf; this exports the newest checkpoint of an unfinished
   # run (or `--checkpoint step-NNNNNNN.pt`) for a look at a learning-curve point: $0 export OUT.gguf [options]
@@ -109,5 +119,5 @@ export)
   PYTHONPATH=$PIN $PY "$PIN/finetune/export.py" "$RUN" -o "$out" "$@"
   ;;
 *)
-  echo "usage: $0 data|measure|launch|resume|restore|status|route-dev|export" >&2; exit 2 ;;
+  echo "usage: $0 data|measure|launch|resume|restore|status|route-dev|all30|export" >&2; exit 2 ;;
 esac
