@@ -24,3 +24,11 @@ def test_comparison_statements():
     assert mentions_comparison("", s)
     s2 = split_sections("FINDINGS: Effusion has increased since the prior study.\nIMPRESSION: worse")
     assert mentions_comparison("", s2)
+
+
+def test_a_comparison_section_that_names_no_study_is_not_a_comparison():
+    for none in ("None.", "None available.", "NONE AVAILABLE.", "None provided", "No prior studies.",
+                 "No previous imaging available.", "No comparison available.", "Not available.", "N/A"):
+        assert not mentions_comparison("", split_sections(f"COMPARISON: {none}\nFINDINGS: Clear.\nIMPRESSION: Normal.")), none
+    for some in ("Chest radiograph 2021-03-02.", "Prior CT from March.", "None available; outside CT reviewed."):
+        assert mentions_comparison("", split_sections(f"COMPARISON: {some}\nFINDINGS: Clear.\nIMPRESSION: Normal.")), some

@@ -27,7 +27,12 @@ _NAME = {alias: key for key, aliases in _HEADERS.items() for alias in aliases}
 _HEADER_RE = re.compile(
     r"^[ \t]*(" + "|".join(sorted(map(re.escape, _NAME), key=len, reverse=True)) + r")[ \t]*:[ \t]*",
     re.I | re.M)
-_NO_COMPARISON = re.compile(r"^\s*(none|n/?a|no prior[^.]*|not available)\.?\s*$", re.I)
+# A COMPARISON section that names no study: "None.", "None available.", "No prior studies.", "Not available",
+# "No comparison available", "N/A". Such a report has nothing to compare with, so the temporal head without a
+# prior report does not apply (it used to run on "None available." and invent changes).
+_NO_COMPARISON = re.compile(
+    r"^\s*(none|n/?a|not available|unavailable|none (available|provided|on file|for comparison)|"
+    r"no (prior|previous|comparison|relevant|old)\b[^.]*)\.?\s*$", re.I)
 _COMPARISON_WORDS = re.compile(
     r"\b(compared (to|with)|comparison|prior (study|exam|examination|radiograph|ct|mri?)|previous(ly)?|"
     r"interval(ly)?|since the (prior|previous|last)|unchanged|no longer|new since|has (increased|decreased))\b",

@@ -13,7 +13,7 @@ from .recipes import read_toml, unknown_keys
 EMBEDDED = "embedded"
 EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 CHAT_TEMPLATES = ("chatml",)
-MIN_CONTEXT = 256  # a head's prompt without the report is ~60 tokens, and heads generate up to 160
+MIN_CONTEXT = 256  # a head's prompt without the report is ~60 tokens, and heads generate up to 256
 _MODEL_KEYS = {"path", "adapter", "chat_template", "context_size", "profile", "licence", "thinking", "description",
                "kind"}
 KINDS = ("llama", "rules")  # llama: a GGUF run by llama.cpp; rules: the deterministic labellers of radbatch/engines/rules
