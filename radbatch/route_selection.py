@@ -1,12 +1,16 @@
 """`radbatch route`: run every candidate model on a dev archive through annotate, score every head with
 `radbatch eval`, and write routing.toml sending each head to the model that is better on dev.
 
-Ties (within 1e-9) go to the cheaper model (smaller GGUF + adapter on disk). Test scores are never used here.
+Ties (within 1e-9) go to the cheaper model (smaller GGUF + adapter on disk). Every model-file member a routing
+uses is loaded, with its KV streams, by every worker, so a head goes to a second model-file member only when its
+dev gain over the main one (the member serving most heads) is beyond noise: the paired bootstrap interval of the
+difference lies above 0 (`_fewer_members`). Test scores are never used here.
 """
 
 from __future__ import annotations
 
 import tomllib
+from collections import Counter
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -26,6 +30,7 @@ class Choice:
     n: int
     runner_up: str | None
     runner_up_score: float | None
+    note: str = ""      # why the head is not on its best-scoring member (written as a comment)
 
 
 def _cost(spec) -> int:
@@ -65,7 +70,42 @@ def route(base: AnnotateOptions, models_file: Path, work_dir: Path, candidates: 
         scores[name] = {t: (h.primary, h.metrics[h.primary].value, h.metrics[h.primary].n)
                         for t, h in result.runs[0].heads.items()}
     costs = {n: _cost(models[n]) for n in names}
-    return [_choose(task, [n for n in names if task in _served(models[n], every)], scores, costs) for task in every]
+    choices = [_choose(task, [n for n in names if task in _served(models[n], every)], scores, costs)
+               for task in every]
+
+    def compare(task: str, a: str, b: str):
+        """b - a on the head's primary metric, paired over the dev reports both scored."""
+        paired = evaluate([work_dir / f"dev-{a}.parquet", work_dir / f"dev-{b}.parquet"], tasks=[task]).comparison
+        return (paired or {}).get(task, {}).get(scores[a][task][0])
+
+    return _fewer_members(choices, {n: models[n].is_rules for n in names}, scores, compare)
+
+
+def _fewer_members(choices: list[Choice], is_rules: dict[str, bool], scores: dict, compare) -> list[Choice]:
+    """Move a head from an extra model-file member to the main one (the member serving most measured heads;
+    ties: the one listed first) unless compare(task, main, other), the paired b - a with its 95% interval,
+    says the other member is better beyond noise (ci_low > 0). A worker loads every model-file member a
+    routing uses, so a second one must pay for its memory and load time."""
+    served = Counter(c.model for c in choices if c.score is not None and not is_rules[c.model])
+    if len(served) < 2:
+        return choices
+    main = max(served, key=lambda m: (served[m], -list(is_rules).index(m)))
+    out = []
+    for c in choices:
+        other = c.model
+        if c.score is None or is_rules[other] or other == main or c.task not in scores.get(main, {}):
+            out.append(c)
+            continue
+        diff = compare(c.task, main, other)
+        if diff is not None and diff.ci_low > 0:
+            out.append(c)
+            continue
+        gap = "not comparable" if diff is None else (
+            f"{other} - {main} = {diff.diff:+.3f} [{diff.ci_low:+.3f}, {diff.ci_high:+.3f}]")
+        out.append(replace(c, model=main, score=scores[main][c.task][1], runner_up=other, runner_up_score=c.score,
+                           note=f"kept on {main}, which serves most heads: {gap} on dev is within noise, and "
+                                f"{other} would be a second model in every worker"))
+    return out
 
 
 def _served(spec, tasks: list[str]) -> list[str]:
@@ -102,12 +142,13 @@ def write_routing(choices: list[Choice], path: Path, dev: str) -> None:
              f"# from dev-set scores on {dev}. Rerun `radbatch route` to update it.",
              f"version = {_next_version(path)}",
              f'status = "{"measured" if measured else "provisional"}"',
-             f'note = "chosen on dev archive {Path(dev).name}; ties go to the cheaper model"', "", "[routes]"]
+             f'note = "chosen on dev archive {Path(dev).name}; ties go to the cheaper model; a second model-file member only for a dev gain beyond noise"', "", "[routes]"]
     lines += [f'{c.task} = "{c.model}"' for c in choices]
     for c in choices:
         if c.score is None:
             continue
-        lines += ["", f"[scores.{c.task}]", f'metric = "{c.metric}"', f'model = "{c.model}"',
+        lines += [""] + ([f"# {c.note}"] if c.note else [])
+        lines += [f"[scores.{c.task}]", f'metric = "{c.metric}"', f'model = "{c.model}"',
                   f"dev_score = {c.score:.4f}", f"n = {c.n}"]
         if c.runner_up is not None:
             lines += [f'runner_up = "{c.runner_up}"', f"runner_up_score = {c.runner_up_score:.4f}"]

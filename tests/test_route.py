@@ -113,3 +113,64 @@ def test_shipped_calibration_is_for_heads_an_adapter_member_serves():
         model = routing.routes[task]
         assert not models[model].is_rules, task
         assert fitted_on == f"dev-{model}.parquet", task
+
+
+def _diff(low: float):
+    from radbatch.evaluation.result import DiffResult
+    return DiffResult(0.0, 0.0, low + 0.01, low, low + 0.02, 0.5, 10)
+
+
+def test_a_second_model_member_must_win_beyond_noise():
+    """Plumbing of _fewer_members (the paired comparison is stubbed here; the next test runs it on real files)."""
+    from radbatch.route_selection import _fewer_members
+    scores = {"a": {"t1": ("acc", 0.9, 10), "t2": ("acc", 0.8, 10), "t3": ("acc", 0.7, 10)},
+              "b": {"t1": ("acc", 0.8, 10), "t2": ("acc", 0.81, 10), "t3": ("acc", 0.9, 10)},
+              "rules": {"t4": ("acc", 1.0, 10)}}
+    choices = [_choose(t, ["a", "b", "rules"], scores, {"a": 2, "b": 2, "rules": 0}) for t in ("t1", "t2", "t3", "t4")]
+    assert [c.model for c in choices] == ["a", "b", "b", "rules"]
+    calls = []
+
+    def compare(task, main, other):
+        calls.append((task, main, other))
+        return _diff(-0.01) if task == "t2" else _diff(0.05)   # t2: within noise; t3: b beyond noise
+
+    b_main = {c.task: c for c in _fewer_members(choices, {"a": False, "b": False, "rules": True}, scores, compare)}
+    assert calls == [("t1", "b", "a")]   # b serves two heads, so it is the main member; only a's head is checked
+    assert b_main["t1"].model == "a"     # ... and a wins t1 beyond noise (stub), so it stays
+    skewed = [Choice(c.task, c.metric, "a" if c.task == "t2" else c.model, c.score, c.n, None, None) for c in choices]
+    out = {c.task: c for c in _fewer_members(skewed, {"a": False, "b": False, "rules": True}, scores, compare)}
+    assert out["t3"].model == "b"        # b's own head, beyond noise: stays
+    assert out["t4"].model == "rules"    # the rules member is never moved
+    assert out["t1"].model == "a" and out["t2"].model == "a"   # a is main now (t1, t2)
+
+
+def test_the_shipped_routing_is_what_route_chooses_from_the_committed_dev_files():
+    """Routing version 5 from the committed dev annotations of its three candidates, paired comparisons real:
+    step 2,250 scored higher on impression and N staging, within noise, so they stay on step 3,000."""
+    from radbatch.evaluation import evaluate
+    from radbatch.heads.routing import load_routing
+    from radbatch.heads.models import load_models
+    from radbatch.heads.recipes import load_recipes
+    from radbatch.route_selection import _fewer_members
+    work = REPO / "finetune" / "runs" / "v3-eval" / "route"
+    names = ["smollm2-ft-v3", "smollm2-ft-v3-3000", "rules"]
+    scores = {}
+    for n in names:
+        heads = evaluate([work / f"dev-{n}.parquet"]).runs[0].heads
+        scores[n] = {t: (h.primary, h.metrics[h.primary].value, h.metrics[h.primary].n) for t, h in heads.items()}
+    recipes = load_recipes()
+    models = load_models(REPO / "recipes" / "models.toml", set(recipes.profiles))
+    from radbatch.engines.rules import HEADS as RULES_HEADS
+    costs = {"smollm2-ft-v3": 2, "smollm2-ft-v3-3000": 2, "rules": 0}
+    choices = [_choose(t, [n for n in names if n != "rules" or t in RULES_HEADS], scores, costs)
+               for t in recipes.order]
+
+    def compare(task, a, b):
+        paired = evaluate([work / f"dev-{a}.parquet", work / f"dev-{b}.parquet"], tasks=[task]).comparison
+        return paired[task][scores[a][task][0]]
+
+    routed = _fewer_members(choices, {n: models[n].is_rules for n in names}, scores, compare)
+    shipped = load_routing(REPO / "recipes" / "routing.toml", set(recipes.tasks), set(models))
+    assert {c.task: c.model for c in routed} == shipped.routes
+    moved = {c.task for c in routed if c.note}
+    assert moved == {"impression_generation", "n_staging"}

@@ -166,7 +166,7 @@ def route(dev, models_file, output, candidates, work_dir, **base):
     for c in choices:
         score = "no dev gold" if c.score is None else f"{c.metric} {c.score:.3f} (n={c.n})"
         other = f"; runner-up {c.runner_up} {c.runner_up_score:.3f}" if c.runner_up else ""
-        click.echo(f"{c.task:<24} -> {c.model:<16} {score}{other}")
+        click.echo(f"{c.task:<24} -> {c.model:<16} {score}{other}" + (f"\n    {c.note}" if c.note else ""))
     click.echo(f"Wrote {output}")
 
 
