@@ -44,15 +44,12 @@ def route(base: AnnotateOptions, models_file: Path, work_dir: Path, candidates: 
           ) -> list[Choice]:
     from radbatch.annotation.pipeline import annotate
 
-    from .evaluation import evaluate
-
     recipes = load_recipes()
     models = load_models(models_file, set(recipes.profiles))
     names = candidates or list(models)
     unknown = [n for n in names if n not in models]
     if unknown:
         raise InputError(f"Unknown model {unknown[0]!r}. Known: {', '.join(models)}")
-    scores: dict[str, dict[str, tuple[str, float, int]]] = {}
     wanted = [t.id for t in select_tasks(recipes, base.tasks)]
     serves = {n: _served(models[n], wanted) for n in names}
     every = list(recipes.order)
@@ -60,17 +57,26 @@ def route(base: AnnotateOptions, models_file: Path, work_dir: Path, candidates: 
         if not any(task in _served(models[n], every) for n in names):
             raise InputError(f"no candidate model can serve {task}: add a model-file member to --candidates")
     for name in names:
-        if not serves[name]:
-            scores[name] = {}
-            continue
+        if serves[name]:
+            tasks = ",".join(serves[name]) if models[name].is_rules else base.tasks
+            annotate(replace(base, output=str(work_dir / f"dev-{name}.parquet"), model=name,
+                             models_file=str(models_file), tasks=tasks))
+    return choose(work_dir, {n: models[n] for n in names}, every)
+
+
+def choose(work_dir: Path, models: dict, every: list[str]) -> list[Choice]:
+    """The routing the candidates' dev annotations (work_dir/dev-<name>.parquet, a candidate without one serves
+    nothing) imply: the best score per head, then `_fewer_members`. `route` calls it after annotating; it can
+    also recompute a routing from annotations kept from an earlier run."""
+    from .evaluation import evaluate
+
+    scores: dict[str, dict[str, tuple[str, float, int]]] = {}
+    for name in models:
         out = work_dir / f"dev-{name}.parquet"
-        tasks = ",".join(serves[name]) if models[name].is_rules else base.tasks
-        annotate(replace(base, output=str(out), model=name, models_file=str(models_file), tasks=tasks))
-        result = evaluate([out])
-        scores[name] = {t: (h.primary, h.metrics[h.primary].value, h.metrics[h.primary].n)
-                        for t, h in result.runs[0].heads.items()}
-    costs = {n: _cost(models[n]) for n in names}
-    choices = [_choose(task, [n for n in names if task in _served(models[n], every)], scores, costs)
+        heads = evaluate([out]).runs[0].heads if out.exists() else {}
+        scores[name] = {t: (h.primary, h.metrics[h.primary].value, h.metrics[h.primary].n) for t, h in heads.items()}
+    costs = {n: _cost(spec) for n, spec in models.items()}
+    choices = [_choose(task, [n for n, spec in models.items() if task in _served(spec, every)], scores, costs)
                for task in every]
 
     def compare(task: str, a: str, b: str):
@@ -78,7 +84,7 @@ def route(base: AnnotateOptions, models_file: Path, work_dir: Path, candidates: 
         paired = evaluate([work_dir / f"dev-{a}.parquet", work_dir / f"dev-{b}.parquet"], tasks=[task]).comparison
         return (paired or {}).get(task, {}).get(scores[a][task][0])
 
-    return _fewer_members(choices, {n: models[n].is_rules for n in names}, scores, compare)
+    return _fewer_members(choices, {n: spec.is_rules for n, spec in models.items()}, scores, compare)
 
 
 def _fewer_members(choices: list[Choice], is_rules: dict[str, bool], scores: dict, compare) -> list[Choice]:

@@ -145,32 +145,18 @@ def test_a_second_model_member_must_win_beyond_noise():
 
 
 def test_the_shipped_routing_is_what_route_chooses_from_the_committed_dev_files():
-    """Routing version 5 from the committed dev annotations of its three candidates, paired comparisons real:
-    step 2,250 scored higher on impression and N staging, within noise, so they stay on step 3,000."""
-    from radbatch.evaluation import evaluate
-    from radbatch.heads.routing import load_routing
+    """Routing version 5 from the committed dev annotations of its three candidates, through route's own
+    choose() (real scores, real paired comparisons, real costs): step 2,250 scored higher on impression and N
+    staging, within noise, so they stay on step 3,000."""
     from radbatch.heads.models import load_models
     from radbatch.heads.recipes import load_recipes
-    from radbatch.route_selection import _fewer_members
-    work = REPO / "finetune" / "runs" / "v3-eval" / "route"
-    names = ["smollm2-ft-v3", "smollm2-ft-v3-3000", "rules"]
-    scores = {}
-    for n in names:
-        heads = evaluate([work / f"dev-{n}.parquet"]).runs[0].heads
-        scores[n] = {t: (h.primary, h.metrics[h.primary].value, h.metrics[h.primary].n) for t, h in heads.items()}
+    from radbatch.route_selection import choose
     recipes = load_recipes()
     models = load_models(REPO / "recipes" / "models.toml", set(recipes.profiles))
-    from radbatch.engines.rules import HEADS as RULES_HEADS
-    costs = {"smollm2-ft-v3": 2, "smollm2-ft-v3-3000": 2, "rules": 0}
-    choices = [_choose(t, [n for n in names if n != "rules" or t in RULES_HEADS], scores, costs)
-               for t in recipes.order]
-
-    def compare(task, a, b):
-        paired = evaluate([work / f"dev-{a}.parquet", work / f"dev-{b}.parquet"], tasks=[task]).comparison
-        return paired[task][scores[a][task][0]]
-
-    routed = _fewer_members(choices, {n: models[n].is_rules for n in names}, scores, compare)
+    names = ["smollm2-ft-v3", "smollm2-ft-v3-3000", "rules"]
+    routed = choose(REPO / "finetune" / "runs" / "v3-eval" / "route", {n: models[n] for n in names},
+                    list(recipes.order))
     shipped = load_routing(REPO / "recipes" / "routing.toml", set(recipes.tasks), set(models))
     assert {c.task: c.model for c in routed} == shipped.routes
-    moved = {c.task for c in routed if c.note}
-    assert moved == {"impression_generation", "n_staging"}
+    assert {c.task for c in routed if c.note} == {"impression_generation", "n_staging"}
+    assert {c.task: round(c.score, 4) for c in routed} == {t: s["dev_score"] for t, s in shipped.scores.items()}
