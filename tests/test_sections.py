@@ -32,3 +32,18 @@ def test_a_comparison_section_that_names_no_study_is_not_a_comparison():
         assert not mentions_comparison("", split_sections(f"COMPARISON: {none}\nFINDINGS: Clear.\nIMPRESSION: Normal.")), none
     for some in ("Chest radiograph 2021-03-02.", "Prior CT from March.", "None available; outside CT reviewed."):
         assert mentions_comparison("", split_sections(f"COMPARISON: {some}\nFINDINGS: Clear.\nIMPRESSION: Normal.")), some
+
+
+def test_a_comparison_section_that_names_no_study_overrides_wording_in_the_body():
+    # Template residue ("new since the prior study") under "COMPARISON: None." has no prior to compare with.
+    s = split_sections("COMPARISON: None.\nFINDINGS: 1.3 cm mass, new since the prior study.\nIMPRESSION: Mass.")
+    assert not mentions_comparison("", s)
+
+
+def test_a_follow_up_recommendation_is_not_a_comparison():
+    for text in ("Probably benign. Recommend short-interval follow-up ultrasound in 6 months.",
+                 "Suggest short interval follow-up imaging.", "Interval follow-up CT in 3 months."):
+        assert not mentions_comparison(text, split_sections(text)), text
+    for text in ("Interval increase in the right effusion.", "Intervally decreased nodule.",
+                 "No interval change."):
+        assert mentions_comparison(text, split_sections(text)), text

@@ -33,9 +33,11 @@ _HEADER_RE = re.compile(
 _NO_COMPARISON = re.compile(
     r"^\s*(none|n/?a|not available|unavailable|none (available|provided|on file|for comparison)|"
     r"no (prior|previous|comparison|relevant|old)\b[^.]*)\.?\s*$", re.I)
+# Words that compare with a prior study. "Interval" only where it describes change ("interval increase"), not in a
+# follow-up recommendation ("short-interval follow-up", "interval follow-up in 6 months"), which names no prior.
 _COMPARISON_WORDS = re.compile(
     r"\b(compared (to|with)|comparison|prior (study|exam|examination|radiograph|ct|mri?)|previous(ly)?|"
-    r"interval(ly)?|since the (prior|previous|last)|unchanged|no longer|new since|has (increased|decreased))\b",
+    r"interval(ly)?(?![ -]*follow)|since the (prior|previous|last)|unchanged|no longer|new since|has (increased|decreased))\b",
     re.I)
 
 
@@ -61,8 +63,12 @@ def split_sections(text: str) -> Sections:
 
 
 def mentions_comparison(text: str, sections: Sections) -> bool:
-    """Does the report itself compare with a prior study? (temporal head without a prior report)"""
-    if sections.comparison is not None and not _NO_COMPARISON.match(sections.comparison):
-        return True
+    """Does the report itself compare with a prior study? (temporal head without a prior report)
+
+    A COMPARISON section decides: one that names no study ("None.") means there is nothing to compare with, even
+    where the body keeps template wording such as "new since the prior study"; only a report without that
+    section is read for comparison words."""
+    if sections.comparison is not None:
+        return not _NO_COMPARISON.match(sections.comparison)
     body = "\n".join(s for s in (sections.findings, sections.impression) if s) if sections.has_headers else text
     return bool(_COMPARISON_WORDS.search(body))
