@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from radbatch.archive import reading as archive
+from radbatch.archive.private_files import open_private
 from radbatch.archive.reading import ColumnOptions
 from radbatch.engines.simple import LlamaEngine
 from radbatch.engines.spec import Request
@@ -175,5 +176,6 @@ with __import__("tempfile").TemporaryDirectory() as work:
             tables.append(assemble(unit, heads, decode(unit.requests), "",
                                    ["report_id"] if "report_id" in f.columns else [], models, False))
             print(f"rows {start}..{start + table.num_rows - 1} done", flush=True)
-pq.write_table(pa.concat_tables(tables), args.output)
+with open_private(Path(args.output)) as f:   # report text: owner-only
+    pq.write_table(pa.concat_tables(tables), f)
 print(f"wrote {args.output}")

@@ -8,9 +8,11 @@ Only reports synth_0401..synth_1000 are in any part (radbatch/evaluation/radlabe
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from radbatch.archive.private_files import open_private
 from radbatch.evaluation import radlabels
 from radbatch.heads.recipes import load_recipes
 
@@ -21,7 +23,8 @@ def main() -> None:
     ap.add_argument("-o", "--output", required=True)
     args = ap.parse_args()
     slugs = dict(load_recipes().tasks["abnormality_detection"].answer.labels)
-    pq.write_table(radlabels.archive(args.part, slugs), args.output)
+    with open_private(Path(args.output)) as f:   # report text: owner-only
+        pq.write_table(radlabels.archive(args.part, slugs), f)
 
 
 if __name__ == "__main__":

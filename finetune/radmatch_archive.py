@@ -29,6 +29,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from radbatch.archive.private_files import open_private
+
 BUNDLES = {"abdomen-ct": "CT", "brain-mr": "MR", "chest-ct": "CT", "chest-xr": "XR", "head-ct": "CT"}
 VERSIONS = {"reports_gt": "gt", "reports_pred": "pred"}
 QUESTION = "What is the most important finding?"
@@ -85,7 +87,8 @@ def main() -> int:
     args = ap.parse_args()
     table = archive(read_reports(args.package))
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(table, args.output)
+    with open_private(Path(args.output)) as f:   # report text: owner-only
+        pq.write_table(table, f)
     by = {m: table.column("modality").to_pylist().count(m) for m in ("CT", "MR", "XR")}
     print(f"wrote {table.num_rows} reports ({', '.join(f'{m} {n}' for m, n in by.items())}) to {args.output}")
     return 0

@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from radbatch.archive.private_files import open_private, private_dirs
 from radbatch.evaluation import radlabels
 from radbatch.finetune.inject import inject
 from radbatch.heads.recipes import load_recipes
@@ -64,10 +65,15 @@ def main() -> None:
     ap.add_argument("-o", "--output-dir", required=True)
     args = ap.parse_args()
     out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    private_dirs(out)
     for part in ("train", "dev"):
-        pq.write_table(radlabels_part(part), out / f"radlabels-{part}.parquet")
-    pq.write_table(adversarial(pq.read_table(args.adversarial_source)), out / "adversarial.parquet")
+        write_private(radlabels_part(part), out / f"radlabels-{part}.parquet")
+    write_private(adversarial(pq.read_table(args.adversarial_source)), out / "adversarial.parquet")
+
+
+def write_private(table: pa.Table, path: Path) -> None:
+    with open_private(path) as f:   # report text: owner-only
+        pq.write_table(table, f)
 
 
 if __name__ == "__main__":

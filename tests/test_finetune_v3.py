@@ -7,8 +7,11 @@ SmolLM2's real tokenizer and annotate's real prompt rendering.
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -242,3 +245,17 @@ def test_the_injection_test_cases_are_not_the_training_injections():
         words = re.sub(r"<\|[a-z_]+\|>", " ", text.lower())   # chat markup is the attack's form, not its wording
         sentences = [s.strip() for s in words.replace("\n", ". ").split(". ") if len(s.strip()) > 20]
         assert sentences and not any(s in training for s in sentences), text
+
+
+def test_the_training_archives_script_writes_owner_only_files(tmp_path):
+    # finetune/v3_data.py writes report text (radlabels reports, injected copies): 0600 files in a 0700 folder.
+    src = tmp_path / "src.parquet"
+    run_cli("sample", "-n", "20", "--seed", "3", "--split", "train", "-o", str(src))
+    out = tmp_path / "data" / "v3"
+    subprocess.run([sys.executable, str(REPO / "finetune" / "v3_data.py"), "--adversarial-source", str(src),
+                    "-o", str(out)], check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["adversarial.parquet", "radlabels-dev.parquet", "radlabels-train.parquet"]
+    assert (out.stat().st_mode & 0o777, (tmp_path / "data").stat().st_mode & 0o777) == (0o700, 0o700)
+    assert {(out / n).stat().st_mode & 0o777 for n in names} == {0o600}
+    assert pq.read_table(out / "adversarial.parquet").num_rows == 20
