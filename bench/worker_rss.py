@@ -5,6 +5,8 @@ with an earlier radbatch whose batched engine gave every KV stream the model's w
     git worktree add /tmp/rb-before 244d421     # the last commit before streams grew to the work
     bench/exclusive env PYTHONPATH=$PWD .venv/bin/python bench/worker_rss.py --before /tmp/rb-before \
         [--reports 16] [--threads 2]
+    # or this tree with its default engine settings against RADBATCH_BATCHED=SETTINGS, alternating, N times each
+    bench/exclusive env PYTHONPATH=$PWD .venv/bin/python bench/worker_rss.py --settings n_parallel=8 --repeats 3
 
 Each run is `radbatch annotate` on the first --reports sample reports, 1 worker, every head, the sample's column
 options, with the code of that tree (PYTHONPATH); the worker's peak RSS is its VmHWM, sampled every 0.5 s
@@ -31,11 +33,14 @@ from memory_io import Watch  # noqa: E402
 REPO = workload.REPO
 
 
-def run(tree: Path, archive: Path, threads: int) -> tuple[float, int, str]:
+def run(tree: Path, archive: Path, threads: int, batched: str | None = None) -> tuple[float, int, str]:
     out = Path(tempfile.mkdtemp(prefix="radbatch-rss-")) / "out.parquet"
     cmd = [sys.executable, "-m", "radbatch", "annotate", str(archive), "-o", str(out), "--workers", "1",
            "--threads", str(threads), "-q", *workload.column_flags(archive)]
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    env.pop("RADBATCH_BATCHED", None)
+    if batched:
+        env["RADBATCH_BATCHED"] = batched
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tree, env=env)
     watch = Watch(proc)
@@ -71,7 +76,10 @@ def kv_per_model(archive: Path) -> list[tuple[str, int, int, int, int]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--before", type=Path, required=True, help="a checkout of the earlier radbatch")
+    which = ap.add_mutually_exclusive_group(required=True)
+    which.add_argument("--before", type=Path, help="a checkout of the earlier radbatch")
+    which.add_argument("--settings", help="RADBATCH_BATCHED value to run against this tree's defaults")
+    ap.add_argument("--repeats", type=int, default=3, help="with --settings: runs of each, alternating")
     ap.add_argument("--reports", type=int, default=16)
     ap.add_argument("--threads", type=int, default=2)
     a = ap.parse_args()
@@ -84,6 +92,9 @@ def main() -> None:
     for name, streams, need, grown, ctx in kv_per_model(archive):
         print(f"  {name}: {streams} streams; longest request {need} cells -> streams of {grown}: KV "
               f"{streams * grown * cell / 2**20:.0f} MiB (at the context, {ctx}: {streams * ctx * cell / 2**20:.0f} MiB)")
+    if a.settings:
+        compare_settings(archive, a.settings, a.repeats, a.threads)
+        return
     results = {}
     for label, tree in (("before", a.before.resolve()), ("after", REPO)):
         wall, peak, out = run(tree, archive, a.threads)
@@ -93,6 +104,27 @@ def main() -> None:
     same = pl.read_parquet(results["before"][2]).equals(pl.read_parquet(results["after"][2]))
     (wb, pb, _), (wa, pa, _) = results["before"], results["after"]
     print(f"after/before: peak RSS {pa / pb:.2f}x, wall {wa / wb:.2f}x; outputs identical: {same}")
+
+
+def compare_settings(archive: Path, settings: str, repeats: int, threads: int) -> None:
+    """Defaults and `settings` alternate (A B A B ...), so drift on a shared machine falls on both; medians."""
+    import statistics
+
+    import polars as pl
+    runs: dict[str, list[tuple[float, int, str]]] = {"defaults": [], settings: []}
+    for i in range(repeats):
+        for label in runs:
+            wall, peak, out = run(REPO, archive, threads, None if label == "defaults" else settings)
+            runs[label].append((wall, peak, out))
+            print(f"  run {i + 1} {label:<16} worker peak RSS {peak / 2**20:6.0f} MiB, {wall:5.1f} s")
+    med = {k: (statistics.median(w for w, _, _ in v), max(p for _, p, _ in v)) for k, v in runs.items()}
+    for label, (wall, peak) in med.items():
+        print(f"{label:<16} median wall {wall:5.1f} s, peak RSS {peak / 2**20:.0f} MiB")
+    (wd, pd), (ws, ps) = med["defaults"], med[settings]
+    same = pl.read_parquet(runs["defaults"][0][2]).drop("source_file").equals(
+        pl.read_parquet(runs[settings][0][2]).drop("source_file"))
+    print(f"{settings} / defaults: wall {ws / wd:.2f}x (median of {repeats}), peak RSS {ps / pd:.2f}x; "
+          f"outputs identical: {same}")
 
 
 if __name__ == "__main__":
