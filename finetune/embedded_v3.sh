@@ -10,6 +10,7 @@
 #   finetune/embedded_v3.sh status    # step, last dev loss, flatten check
 #   finetune/embedded_v3.sh route-dev # each candidate on the whole dev archive, and the routing it implies
 #   finetune/embedded_v3.sh all30     # the same recipe on all 30 layers for 150 steps: the layer-choice curve
+#   STAGE=v4t finetune/embedded_v3.sh launch|resume|restore|status|export   # the warm start from v3 (below)
 #
 # Paths (override with the environment): the data and run folders live outside the worktrees so that they survive
 # a checkout; the lead copies RUN/run.json, RUN/train_log.jsonl and the newest RUN/checkpoints/step-*.pt into
@@ -27,6 +28,18 @@ COLS=(--question-column question --hypothesis-column hypothesis --patient-column
       --date-column study_date --modality-column modality)
 TRAIN=("$DATA/train6000.parquet" "$DATA/radlabels-train.parquet" "$DATA/adversarial.parquet")
 DEV=(--dev-archive "$DATA/dev300.parquet" --dev-archive "$DATA/radlabels-dev.parquet")
+COMMITTED=finetune/runs/v3c   # where the lead commits the run's record and newest checkpoint
+if [ "${STAGE:-v3}" = v4t ]; then
+  # STAGE=v4t: the warm start from v3's step 3,000 (recipe smollm2_135m_lora_v4t.toml) with the same data plus each
+  # follow-up report on its own (temporal-solo*.parquet: the temporal head without a prior); its own run folder and
+  # pin. Every command below (launch, resume, restore, status, export) then acts on it.
+  RECIPE=recipes/finetune/smollm2_135m_lora_v4t.toml
+  RUN=${RUN_V4T:-/work/wt/train-runs/v4t}
+  PIN=${PIN_V4T:-/work/wt/train-pin-v4t}
+  COMMITTED=finetune/runs/v4t
+  TRAIN+=("$DATA/temporal-solo.parquet")
+  DEV+=(--dev-archive "$DATA/temporal-solo-dev.parquet")
+fi
 
 case "${1:-}" in
 data)
@@ -38,7 +51,10 @@ data)
   PYTHONPATH=$PWD $PY -m radbatch sample -n 6000 --seed 31 --split train -o "$DATA/train6000.parquet"
   PYTHONPATH=$PWD $PY -m radbatch sample -n 600 --seed 32 --split train -o "$DATA/adv-src.parquet"
   PYTHONPATH=$PWD $PY -m radbatch sample -n 300 --seed 33 --split dev -o "$DATA/dev300.parquet"
-  PYTHONPATH=$PWD $PY finetune/v3_data.py --adversarial-source "$DATA/adv-src.parquet" -o "$DATA"
+  # v4t's extra parts: the follow-ups of 3,000 more train-split reports (seed 34) and of dev300, each on its own.
+  PYTHONPATH=$PWD $PY -m radbatch sample -n 3000 --seed 34 --split train -o "$DATA/solo-src.parquet"
+  PYTHONPATH=$PWD $PY finetune/v3_data.py --adversarial-source "$DATA/adv-src.parquet" \
+      --solo-source "$DATA/solo-src.parquet" --solo-dev-source "$DATA/dev300.parquet" -o "$DATA"
   ;;
 measure)
   # Token lengths per head (prompt + answer; temporal includes the prior), nothing skipped, with the share over
@@ -65,12 +81,12 @@ launch|resume)
   echo "trainer pid $! (written to $PIDS); log: $RUN/train_log.jsonl, output: $RUN/trainer.out"
   ;;
 restore)
-  # A later sitting on a fresh machine: the committed finetune/runs/v3c/ (run.json, train_log.jsonl, the newest
+  # A later sitting on a fresh machine: the committed $COMMITTED/ (run.json, train_log.jsonl, the newest
   # checkpoints/step-*.pt) back into $RUN, `data` again (same bytes), the pin at run.json's "code"."commit", then
   # `resume`. The run folder's fingerprint (base, recipe, seed, data) must match, or finetune refuses to mix runs.
   mkdir -p "$RUN/checkpoints"
-  cp finetune/runs/v3c/run.json finetune/runs/v3c/train_log.jsonl "$RUN/"
-  cp finetune/runs/v3c/checkpoints/step-*.pt "$RUN/checkpoints/"
+  cp "$COMMITTED/run.json" "$COMMITTED/train_log.jsonl" "$RUN/"
+  cp "$COMMITTED"/checkpoints/step-*.pt "$RUN/checkpoints/"
   commit=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["code"]["commit"])' "$RUN/run.json")
   [ -d "$PIN" ] || git worktree add "$PIN" "$commit"
   echo "restored $RUN at step $(ls "$RUN/checkpoints" | tail -1); pin $PIN at $commit; now: $0 data && $0 resume"

@@ -1,6 +1,7 @@
 """The extra training archives of the v3 run, next to the generator's train split (finetune/embedded_v3.sh):
 
-    python finetune/v3_data.py --adversarial-source adv-src.parquet -o DATA_DIR
+    python finetune/v3_data.py --adversarial-source adv-src.parquet -o DATA_DIR \
+        [--solo-source solo-src.parquet --solo-dev-source dev300.parquet]   # the v4t warm start's extra parts
 
 writes into DATA_DIR
   radlabels-train.parquet   our radlabels train part (360 real-phrasing chest X-ray reports, abnormality gold only)
@@ -8,6 +9,11 @@ writes into DATA_DIR
   adversarial.parquet       the source reports (a train-split sample) with one prompt injection each
                             (radbatch/finetune/inject.py), gold unchanged; patient ids prefixed `adv-` and
                             temporal gold dropped, so no adversarial copy becomes another report's prior
+  temporal-solo.parquet     (--solo-source) each follow-up report of a train-split sample on its own: patient id
+                            `solo-<report_id>`, so annotate finds no prior and the temporal head reads the
+                            report's own comparison statements (the case v3 never saw: truncation on real
+                            reports); temporal gold kept, every other head's gold dropped
+  temporal-solo-dev.parquet (--solo-dev-source) the same from a dev-split archive, for the dev-loss set
 Both radlabels files carry the column options' columns (patient_id, study_date, modality, question, hypothesis) as
 nulls, so that one `radbatch finetune` command with annotate's column options reads all archives.
 Only radlabels reports synth_0401..synth_1000 are in any part (radbatch/evaluation/radlabels.py OURS); this
@@ -59,9 +65,22 @@ def adversarial(source: pa.Table) -> pa.Table:
     return out
 
 
+def solo_followups(source: pa.Table) -> pa.Table:
+    """Follow-ups (rows with temporal gold) as one-report patients; only the temporal gold kept."""
+    out = source.filter(pc.invert(pc.is_null(source.column("gold__temporal_comparison__changes"))))
+    solo = pc.binary_join_element_wise("solo-", pc.cast(out.column("report_id"), pa.string()), "")
+    out = out.set_column(out.schema.get_field_index("patient_id"), "patient_id", solo)
+    for i, name in enumerate(out.column_names):
+        if name.startswith("gold__") and not name.startswith("gold__temporal_comparison__"):
+            out = out.set_column(i, name, pa.nulls(out.num_rows, out.schema.field(name).type))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--adversarial-source", required=True, help="a train-split archive from `radbatch sample`")
+    ap.add_argument("--solo-source", help="a train-split archive: its follow-ups become temporal-solo.parquet")
+    ap.add_argument("--solo-dev-source", help="a dev-split archive: its follow-ups become temporal-solo-dev.parquet")
     ap.add_argument("-o", "--output-dir", required=True)
     args = ap.parse_args()
     out = Path(args.output_dir)
@@ -69,6 +88,9 @@ def main() -> None:
     for part in ("train", "dev"):
         write_private(radlabels_part(part), out / f"radlabels-{part}.parquet")
     write_private(adversarial(pq.read_table(args.adversarial_source)), out / "adversarial.parquet")
+    for source, name in ((args.solo_source, "temporal-solo"), (args.solo_dev_source, "temporal-solo-dev")):
+        if source:
+            write_private(solo_followups(pq.read_table(source)), out / f"{name}.parquet")
 
 
 def write_private(table: pa.Table, path: Path) -> None:

@@ -354,3 +354,42 @@ def test_finetune_command_is_lazy():
             "print(sorted(m for m in ('torch', 'transformers', 'peft', 'gguf', 'llama_cpp') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _warm_recipe(trained, name: str, sha: str | None = None, **swap: str) -> Path:
+    """The test recipe, 4 steps, starting from the 12-step run's last checkpoint (path relative to the recipe)."""
+    from radbatch.heads.models import sha256_file
+    ckpt = trained["out"] / "checkpoints" / "step-0000012.pt"
+    text = RECIPE.format(steps=4)
+    for old, new in swap.items():
+        text = text.replace(old, new)
+    path = trained["tmp"] / "warm" / f"{name}.toml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text + f'init_adapter = "../adapter-v1/checkpoints/{ckpt.name}"\n'
+                    f'init_adapter_sha256 = "{sha or sha256_file(str(ckpt))}"\n')
+    return path
+
+
+def test_finetune_warm_starts_from_an_earlier_runs_checkpoint(trained, labelled, tiny_gguf):
+    out = trained["tmp"] / "warm-run"
+    done = _finetune(labelled, tiny_gguf, _warm_recipe(trained, "warm"), out)
+    assert done.returncode == 0, done.stderr[-3000:]
+    first = json.loads((trained["out"] / "run.json").read_text())["dev_loss"]
+    warm = json.loads((out / "run.json").read_text())
+    # Step 0 of the warm run is the earlier run's step 12 (same data and dev split): its dev loss, not the base's.
+    assert warm["dev_loss"][0][0] == 0 and warm["dev_loss"][0][1] == pytest.approx(first[-1][1], rel=1e-4)
+    assert warm["dev_loss"][0][1] < first[0][1] - 0.5
+    assert warm["recipe"]["init_adapter"] == str(trained["out"] / "checkpoints" / "step-0000012.pt")
+
+
+def test_finetune_refuses_a_warm_start_of_another_shape_or_file(trained, labelled, tiny_gguf):
+    other_shape = _finetune(labelled, tiny_gguf, _warm_recipe(trained, "r8", **{"r = 4": "r = 8"}),
+                            trained["tmp"] / "warm-r8")
+    assert other_shape.returncode == 2
+    assert "does not fit this recipe's LoRA (r, target_modules, layers_to_transform)" in other_shape.stderr
+    assert "Traceback" not in other_shape.stderr
+    other_file = _finetune(labelled, tiny_gguf, _warm_recipe(trained, "badsha", sha="0" * 64),
+                           trained["tmp"] / "warm-badsha")
+    assert other_file.returncode == 2
+    assert "the recipe pins 0000" in other_file.stderr and "not the checkpoint this recipe was written for" in \
+        other_file.stderr

@@ -253,9 +253,26 @@ def test_the_training_archives_script_writes_owner_only_files(tmp_path):
     run_cli("sample", "-n", "20", "--seed", "3", "--split", "train", "-o", str(src))
     out = tmp_path / "data" / "v3"
     subprocess.run([sys.executable, str(REPO / "finetune" / "v3_data.py"), "--adversarial-source", str(src),
-                    "-o", str(out)], check=True, cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+                    "--solo-source", str(src), "-o", str(out)], check=True, cwd=REPO,
+                   env={**os.environ, "PYTHONPATH": str(REPO)})
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["adversarial.parquet", "radlabels-dev.parquet", "radlabels-train.parquet"]
+    assert names == ["adversarial.parquet", "radlabels-dev.parquet", "radlabels-train.parquet", "temporal-solo.parquet"]
     assert (out.stat().st_mode & 0o777, (tmp_path / "data").stat().st_mode & 0o777) == (0o700, 0o700)
     assert {(out / n).stat().st_mode & 0o777 for n in names} == {0o600}
     assert pq.read_table(out / "adversarial.parquet").num_rows == 20
+
+
+def test_solo_follow_ups_have_no_prior_and_only_temporal_gold(tmp_path):
+    from radbatch.evaluation.quality_archives import has_prior
+    sys.path.insert(0, str(REPO / "finetune"))
+    from v3_data import solo_followups
+    src = tmp_path / "src.parquet"
+    run_cli("sample", "-n", "120", "--seed", "3", "--split", "train", "-o", str(src))
+    table = pq.read_table(src)
+    solo = solo_followups(table)
+    follow_ups = table.column("gold__temporal_comparison__changes").drop_null()
+    assert solo.num_rows == len(follow_ups) > 0
+    assert not any(has_prior(solo)) and any(has_prior(table))       # paired in the source, alone here
+    for name in solo.column_names:
+        if name.startswith("gold__"):
+            assert solo.column(name).null_count == (0 if "temporal" in name else solo.num_rows), name

@@ -10,6 +10,11 @@ on the top layers only stops the backward pass there, which halves a CPU step fo
 class_balance (optional, default 0) draws the classes of each closed-label head more evenly (training only);
 dev_per_head (optional) sizes the fixed dev-loss set taken from `radbatch finetune --dev-archive`; dev_every (optional)
 computes the dev loss at every n-th step's checkpoint only (a forward pass over the dev set can cost tens of steps).
+init_adapter (optional, with init_adapter_sha256) starts the LoRA from an earlier run's checkpoint (a
+`checkpoints/step-*.pt` of `radbatch finetune`; the path is relative to the recipe file) instead of peft's
+initialisation: a warm start that continues a finished run on new data with a new schedule. The checkpoint must
+hold LoRA weights of exactly this recipe's shape (r, target_modules, layers_to_transform); its sha256 is pinned so
+that the recipe, and therefore the run's fingerprint, names one set of starting weights.
 """
 
 from __future__ import annotations
@@ -54,6 +59,8 @@ class FinetuneRecipe:
     class_balance: float = 0.0   # 0 natural proportions .. 1 every class of a closed-label head drawn equally
     dev_per_head: int = 0        # with --dev-archive: dev-loss samples per head (>= 20 for a usable curve)
     dev_every: int = 0           # dev loss every this many steps (a multiple of checkpoint_every); 0: every checkpoint
+    init_adapter: str = ""       # warm start: an earlier run's checkpoint (resolved to an absolute path at load)
+    init_adapter_sha256: str = ""
     sha256: str = ""
 
     def weight(self, task: str) -> float:
@@ -61,7 +68,8 @@ class FinetuneRecipe:
 
 
 _TYPES = {f.name: f.type for f in fields(FinetuneRecipe) if f.name not in ("name", "sha256")}
-_OPTIONAL = {"task_weights", "layers_to_transform", "class_balance", "dev_per_head", "dev_every"}
+_OPTIONAL = {"task_weights", "layers_to_transform", "class_balance", "dev_per_head", "dev_every", "init_adapter",
+             "init_adapter_sha256"}
 _POSITIVE = ("r", "lora_alpha", "max_steps", "batch_size", "grad_accum", "max_length", "checkpoint_every",
              "dev_max_samples")
 
@@ -102,6 +110,8 @@ def load_finetune_recipe(path: Path, known_tasks: set[str] | None = None) -> Fin
         if key not in values and key not in _OPTIONAL:
             problems.append(f"{path}: missing key {key!r}")
     _check_ranges(path, values, problems)
+    if not problems and ("init_adapter" in values or "init_adapter_sha256" in values):
+        _check_init_adapter(path, values, problems)
     if problems:
         raise RecipeError(problems)
     weights = {**dict.fromkeys(known, 1.0), **RADLITE_TASK_WEIGHTS}
@@ -113,6 +123,27 @@ def load_finetune_recipe(path: Path, known_tasks: set[str] | None = None) -> Fin
         if key in values:
             values[key] = float(values[key])
     return FinetuneRecipe(name=path.stem, sha256=hashlib.sha256(path.read_bytes()).hexdigest(), **values)
+
+
+def _check_init_adapter(path: Path, values: dict, problems: list[str]) -> None:
+    """Both keys or neither; the file exists and is the one pinned. Resolves the path against the recipe's folder."""
+    given, pinned = values.get("init_adapter", ""), values.get("init_adapter_sha256", "")
+    if not given or not pinned:
+        problems.append(f"{path}: init_adapter and init_adapter_sha256 go together (the checkpoint and its sha256)")
+        return
+    file = (path.parent / given).resolve()
+    if not file.is_file():
+        problems.append(f"{path}: init_adapter {given} is not a file (looked for {file})")
+        return
+    h = hashlib.sha256()
+    with file.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    if h.hexdigest() != pinned.lower():
+        problems.append(f"{path}: init_adapter {given} has sha256 {h.hexdigest()}, the recipe pins {pinned}: "
+                        "not the checkpoint this recipe was written for")
+        return
+    values["init_adapter"] = str(file)
 
 
 def _task_weights(path: Path, val, known: set[str], problems: list[str]):

@@ -87,9 +87,11 @@ def train(model, data: Dataset, recipe: FinetuneRecipe, opts: TrainOptions, pad_
     scheduler = get_scheduler(recipe.lr_scheduler, optimizer, num_warmup_steps=recipe.warmup_steps,
                               num_training_steps=max_steps)
 
-    # Resume from the newest checkpoint of this run, if any.
+    # Resume from the newest checkpoint of this run, if any; else a warm start from the recipe's init_adapter.
     step, train_loss, dev_loss, wall = 0, [], [], 0.0
     ckpt = _latest_checkpoint(out)
+    if ckpt is None and recipe.init_adapter:
+        _warm_start(model, recipe)
     if ckpt is not None:
         state = torch.load(ckpt, weights_only=False)
         set_peft_model_state_dict(model, state["adapter"])
@@ -178,6 +180,24 @@ def train(model, data: Dataset, recipe: FinetuneRecipe, opts: TrainOptions, pad_
         peft_dir = out / "peft"
         model.save_pretrained(peft_dir)
     return TrainResult(step, max_steps, step >= max_steps, train_loss, dev_loss, wall, peft_dir)
+
+
+def _warm_start(model, recipe: FinetuneRecipe) -> None:
+    """LoRA weights from an earlier run's checkpoint; its keys and shapes must be exactly this model's."""
+    import torch
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+    weights = torch.load(recipe.init_adapter, weights_only=False, map_location="cpu").get("adapter")
+    want = get_peft_model_state_dict(model)
+    if not isinstance(weights, dict):
+        raise InputError(f"recipe {recipe.name}: init_adapter {recipe.init_adapter} is not a radbatch finetune "
+                         "checkpoint (no 'adapter' weights in it)")
+    missing, extra = sorted(set(want) - set(weights)), sorted(set(weights) - set(want))
+    shapes = sorted(k for k in set(want) & set(weights) if tuple(want[k].shape) != tuple(weights[k].shape))
+    if missing or extra or shapes:
+        raise InputError(f"recipe {recipe.name}: init_adapter {recipe.init_adapter} does not fit this recipe's LoRA "
+                         f"(r, target_modules, layers_to_transform): {len(missing)} weights missing, {len(extra)} "
+                         f"unexpected, {len(shapes)} of another shape; first: {(missing + extra + shapes)[0]}")
+    set_peft_model_state_dict(model, weights)
 
 
 def flatten_check(dev_loss: list, fraction: float = 0.25, threshold: float = 0.02) -> dict:
