@@ -31,13 +31,13 @@ DEV=(--dev-archive "$DATA/dev300.parquet" --dev-archive "$DATA/radlabels-dev.par
 COMMITTED=finetune/runs/v3c   # where the lead commits the run's record and newest checkpoint
 if [ "${STAGE:-v3}" = v4t ]; then
   # STAGE=v4t: the warm start from v3's step 3,000 (recipe smollm2_135m_lora_v4t.toml) with the same data plus each
-  # follow-up report on its own (temporal-solo*.parquet: the temporal head without a prior); its own run folder and
-  # pin. Every command below (launch, resume, restore, status, export) then acts on it.
+  # follow-up report on its own (temporal-solo*.parquet: the temporal head without a prior) and temporal-only pairs
+  # (temporal-pairs.parquet: "None" for paired reports that state no comparison); its own run folder and pin. Every command below (launch, resume, restore, status, export) then acts on it.
   RECIPE=recipes/finetune/smollm2_135m_lora_v4t.toml
   RUN=${RUN_V4T:-/work/wt/train-runs/v4t}
   PIN=${PIN_V4T:-/work/wt/train-pin-v4t}
   COMMITTED=finetune/runs/v4t
-  TRAIN+=("$DATA/temporal-solo.parquet")
+  TRAIN+=("$DATA/temporal-solo.parquet" "$DATA/temporal-pairs.parquet")
   DEV+=(--dev-archive "$DATA/temporal-solo-dev.parquet")
 fi
 
@@ -51,7 +51,9 @@ data)
   PYTHONPATH=$PWD $PY -m radbatch sample -n 6000 --seed 31 --split train -o "$DATA/train6000.parquet"
   PYTHONPATH=$PWD $PY -m radbatch sample -n 600 --seed 32 --split train -o "$DATA/adv-src.parquet"
   PYTHONPATH=$PWD $PY -m radbatch sample -n 300 --seed 33 --split dev -o "$DATA/dev300.parquet"
-  # v4t's extra parts: the follow-ups of 3,000 more train-split reports (seed 34) and of dev300, each on its own.
+  # v4t's extra parts, from 3,000 more train-split reports (seed 34): their follow-ups each on its own, and the
+  # whole sample with temporal gold only (None for paired reports that state no comparison); dev300's follow-ups
+  # on their own for the dev-loss set.
   PYTHONPATH=$PWD $PY -m radbatch sample -n 3000 --seed 34 --split train -o "$DATA/solo-src.parquet"
   PYTHONPATH=$PWD $PY finetune/v3_data.py --adversarial-source "$DATA/adv-src.parquet" \
       --solo-source "$DATA/solo-src.parquet" --solo-dev-source "$DATA/dev300.parquet" -o "$DATA"

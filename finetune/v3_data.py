@@ -14,6 +14,11 @@ writes into DATA_DIR
                             report's own comparison statements (the case v3 never saw: truncation on real
                             reports); temporal gold kept, every other head's gold dropped
   temporal-solo-dev.parquet (--solo-dev-source) the same from a dev-split archive, for the dev-loss set
+  temporal-pairs.parquet    (--solo-source) the same sample whole, temporal gold only: its follow-ups' changes, and
+                            "None" (an empty list) for every other report whose prior annotate finds (same patient
+                            and modality) and whose text states no comparison; the generator leaves those
+                            unlabelled, but the head runs on them, and a cue must be quoted from the report, so
+                            the answer is None (v3 never saw it, and loops on some)
 Both radlabels files carry the column options' columns (patient_id, study_date, modality, question, hypothesis) as
 nulls, so that one `radbatch finetune` command with annotate's column options reads all archives.
 Only radlabels reports synth_0401..synth_1000 are in any part (radbatch/evaluation/radlabels.py OURS); this
@@ -76,6 +81,25 @@ def solo_followups(source: pa.Table) -> pa.Table:
     return out
 
 
+def temporal_pairs(source: pa.Table) -> pa.Table:
+    """The whole archive (priors included), temporal gold only: follow-ups' changes, [] for paired reports that
+    state no comparison, null elsewhere."""
+    from radbatch.archive.sections import mentions_comparison, split_sections
+    from radbatch.evaluation.quality_archives import has_prior
+    texts = source.column("report_text").to_pylist()
+    gold = source.column("gold__temporal_comparison__changes").to_pylist()
+    for i, (paired, text) in enumerate(zip(has_prior(source), texts)):
+        if gold[i] is None and paired and not mentions_comparison(text or "", split_sections(text or "")):
+            gold[i] = []
+    out = source
+    for i, name in enumerate(out.column_names):
+        if name == "gold__temporal_comparison__changes":
+            out = out.set_column(i, name, pa.array(gold, out.schema.field(name).type))
+        elif name.startswith("gold__"):
+            out = out.set_column(i, name, pa.nulls(out.num_rows, out.schema.field(name).type))
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--adversarial-source", required=True, help="a train-split archive from `radbatch sample`")
@@ -91,6 +115,8 @@ def main() -> None:
     for source, name in ((args.solo_source, "temporal-solo"), (args.solo_dev_source, "temporal-solo-dev")):
         if source:
             write_private(solo_followups(pq.read_table(source)), out / f"{name}.parquet")
+    if args.solo_source:
+        write_private(temporal_pairs(pq.read_table(args.solo_source)), out / "temporal-pairs.parquet")
 
 
 def write_private(table: pa.Table, path: Path) -> None:

@@ -256,7 +256,8 @@ def test_the_training_archives_script_writes_owner_only_files(tmp_path):
                     "--solo-source", str(src), "-o", str(out)], check=True, cwd=REPO,
                    env={**os.environ, "PYTHONPATH": str(REPO)})
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["adversarial.parquet", "radlabels-dev.parquet", "radlabels-train.parquet", "temporal-solo.parquet"]
+    assert names == ["adversarial.parquet", "radlabels-dev.parquet", "radlabels-train.parquet",
+                     "temporal-pairs.parquet", "temporal-solo.parquet"]
     assert (out.stat().st_mode & 0o777, (tmp_path / "data").stat().st_mode & 0o777) == (0o700, 0o700)
     assert {(out / n).stat().st_mode & 0o777 for n in names} == {0o600}
     assert pq.read_table(out / "adversarial.parquet").num_rows == 20
@@ -276,3 +277,27 @@ def test_solo_follow_ups_have_no_prior_and_only_temporal_gold(tmp_path):
     for name in solo.column_names:
         if name.startswith("gold__"):
             assert solo.column(name).null_count == (0 if "temporal" in name else solo.num_rows), name
+
+
+def test_temporal_pairs_answer_none_where_a_paired_report_states_no_comparison(tmp_path):
+    from radbatch.archive.sections import mentions_comparison, split_sections
+    from radbatch.evaluation.quality_archives import has_prior
+    sys.path.insert(0, str(REPO / "finetune"))
+    from v3_data import temporal_pairs
+    src = tmp_path / "src.parquet"
+    run_cli("sample", "-n", "400", "--seed", "5", "--split", "train", "-o", str(src))
+    table = pq.read_table(src)
+    pairs = temporal_pairs(table)
+    before = table.column("gold__temporal_comparison__changes").to_pylist()
+    after = pairs.column("gold__temporal_comparison__changes").to_pylist()
+    texts = table.column("report_text").to_pylist()
+    for b, a, paired, text in zip(before, after, has_prior(table), texts):
+        if b is not None:
+            assert a == b                                   # follow-ups keep their changes
+        elif paired and not mentions_comparison(text, split_sections(text)):
+            assert a == []                                  # rendered as the head's "None"
+        else:
+            assert a is None
+    assert after.count([]) > 0 and pairs.num_rows == table.num_rows
+    assert all(pairs.column(n).null_count == pairs.num_rows for n in pairs.column_names
+               if n.startswith("gold__") and "temporal" not in n)
