@@ -263,14 +263,19 @@ def test_the_training_archives_script_writes_owner_only_files(tmp_path):
     assert pq.read_table(out / "adversarial.parquet").num_rows == 20
 
 
+def _v3_data_and_sample(tmp_path: Path, n: int, seed: int):
+    """finetune/v3_data.py as a module, and a train-split sample of n reports."""
+    sys.path.insert(0, str(REPO / "finetune"))
+    import v3_data
+    src = tmp_path / "src.parquet"
+    run_cli("sample", "-n", str(n), "--seed", str(seed), "--split", "train", "-o", str(src))
+    return v3_data, pq.read_table(src)
+
+
 def test_solo_follow_ups_have_no_prior_and_only_temporal_gold(tmp_path):
     from radbatch.evaluation.quality_archives import has_prior
-    sys.path.insert(0, str(REPO / "finetune"))
-    from v3_data import solo_followups
-    src = tmp_path / "src.parquet"
-    run_cli("sample", "-n", "120", "--seed", "3", "--split", "train", "-o", str(src))
-    table = pq.read_table(src)
-    solo = solo_followups(table)
+    v3_data, table = _v3_data_and_sample(tmp_path, 120, 3)
+    solo = v3_data.solo_followups(table)
     follow_ups = table.column("gold__temporal_comparison__changes").drop_null()
     assert solo.num_rows == len(follow_ups) > 0
     assert not any(has_prior(solo)) and any(has_prior(table))       # paired in the source, alone here
@@ -282,12 +287,8 @@ def test_solo_follow_ups_have_no_prior_and_only_temporal_gold(tmp_path):
 def test_temporal_pairs_answer_none_where_a_paired_report_states_no_comparison(tmp_path):
     from radbatch.archive.sections import mentions_comparison, split_sections
     from radbatch.evaluation.quality_archives import has_prior
-    sys.path.insert(0, str(REPO / "finetune"))
-    from v3_data import temporal_pairs
-    src = tmp_path / "src.parquet"
-    run_cli("sample", "-n", "400", "--seed", "5", "--split", "train", "-o", str(src))
-    table = pq.read_table(src)
-    pairs = temporal_pairs(table)
+    v3_data, table = _v3_data_and_sample(tmp_path, 400, 5)
+    pairs = v3_data.temporal_pairs(table)
     before = table.column("gold__temporal_comparison__changes").to_pylist()
     after = pairs.column("gold__temporal_comparison__changes").to_pylist()
     texts = table.column("report_text").to_pylist()
