@@ -121,8 +121,7 @@ def compare_settings(archive: Path, settings: str, repeats: int, threads: int) -
     for label, (wall, peak) in med.items():
         print(f"{label:<16} median wall {wall:5.1f} s, peak RSS {peak / 2**20:.0f} MiB")
     (wd, pd), (ws, ps) = med["defaults"], med[settings]
-    same = pl.read_parquet(runs["defaults"][0][2]).drop("source_file").equals(
-        pl.read_parquet(runs[settings][0][2]).drop("source_file"))
+    same = pl.read_parquet(runs["defaults"][0][2]).equals(pl.read_parquet(runs[settings][0][2]))
     print(f"{settings} / defaults: wall {ws / wd:.2f}x (median of {repeats}), peak RSS {ps / pd:.2f}x; "
           f"outputs identical: {same}")
 

@@ -36,12 +36,15 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from radbatch.archive.private_files import open_private, private_dirs
+from radbatch.archive.sections import mentions_comparison, split_sections
 from radbatch.evaluation import radlabels
+from radbatch.evaluation.quality_archives import has_prior
 from radbatch.finetune.inject import inject
 from radbatch.heads.recipes import load_recipes
 
 NULL_COLUMNS = ("patient_id", "study_date", "modality", "question", "hypothesis")
 SEED = 20261207
+CHANGES = "gold__temporal_comparison__changes"
 
 
 def radlabels_part(part: str) -> pa.Table:
@@ -72,32 +75,29 @@ def adversarial(source: pa.Table) -> pa.Table:
 
 def solo_followups(source: pa.Table) -> pa.Table:
     """Follow-ups (rows with temporal gold) as one-report patients; only the temporal gold kept."""
-    out = source.filter(pc.invert(pc.is_null(source.column("gold__temporal_comparison__changes"))))
+    out = source.filter(pc.invert(pc.is_null(source.column(CHANGES))))
     solo = pc.binary_join_element_wise("solo-", pc.cast(out.column("report_id"), pa.string()), "")
-    out = out.set_column(out.schema.get_field_index("patient_id"), "patient_id", solo)
-    for i, name in enumerate(out.column_names):
-        if name.startswith("gold__") and not name.startswith("gold__temporal_comparison__"):
-            out = out.set_column(i, name, pa.nulls(out.num_rows, out.schema.field(name).type))
-    return out
+    return _only_temporal_gold(out.set_column(out.schema.get_field_index("patient_id"), "patient_id", solo))
 
 
 def temporal_pairs(source: pa.Table) -> pa.Table:
     """The whole archive (priors included), temporal gold only: follow-ups' changes, [] for paired reports that
     state no comparison, null elsewhere."""
-    from radbatch.archive.sections import mentions_comparison, split_sections
-    from radbatch.evaluation.quality_archives import has_prior
     texts = source.column("report_text").to_pylist()
-    gold = source.column("gold__temporal_comparison__changes").to_pylist()
+    gold = source.column(CHANGES).to_pylist()
     for i, (paired, text) in enumerate(zip(has_prior(source), texts)):
         if gold[i] is None and paired and not mentions_comparison(text or "", split_sections(text or "")):
             gold[i] = []
-    out = source
-    for i, name in enumerate(out.column_names):
-        if name == "gold__temporal_comparison__changes":
-            out = out.set_column(i, name, pa.array(gold, out.schema.field(name).type))
-        elif name.startswith("gold__"):
-            out = out.set_column(i, name, pa.nulls(out.num_rows, out.schema.field(name).type))
-    return out
+    at = source.schema.get_field_index(CHANGES)
+    return _only_temporal_gold(source.set_column(at, CHANGES, pa.array(gold, source.schema.field(CHANGES).type)))
+
+
+def _only_temporal_gold(table: pa.Table) -> pa.Table:
+    """Every other head's gold set to null, so these rows teach the temporal head only."""
+    for i, name in enumerate(table.column_names):
+        if name.startswith("gold__") and not name.startswith("gold__temporal_comparison__"):
+            table = table.set_column(i, name, pa.nulls(table.num_rows, table.schema.field(name).type))
+    return table
 
 
 def main() -> None:

@@ -135,12 +135,11 @@ def _check_init_adapter(path: Path, values: dict, problems: list[str]) -> None:
     if not file.is_file():
         problems.append(f"{path}: init_adapter {given} is not a file (looked for {file})")
         return
-    h = hashlib.sha256()
-    with file.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != pinned.lower():
-        problems.append(f"{path}: init_adapter {given} has sha256 {h.hexdigest()}, the recipe pins {pinned}: "
+    from radbatch.archive.fingerprint import hash_file   # streamed; no hash cache written by a validation
+
+    found = hash_file(str(file))
+    if found != pinned.lower():
+        problems.append(f"{path}: init_adapter {given} has sha256 {found}, the recipe pins {pinned}: "
                         "not the checkpoint this recipe was written for")
         return
     values["init_adapter"] = str(file)

@@ -90,8 +90,6 @@ def train(model, data: Dataset, recipe: FinetuneRecipe, opts: TrainOptions, pad_
     # Resume from the newest checkpoint of this run, if any; else a warm start from the recipe's init_adapter.
     step, train_loss, dev_loss, wall = 0, [], [], 0.0
     ckpt = _latest_checkpoint(out)
-    if ckpt is None and recipe.init_adapter:
-        _warm_start(model, recipe)
     if ckpt is not None:
         state = torch.load(ckpt, weights_only=False)
         set_peft_model_state_dict(model, state["adapter"])
@@ -99,6 +97,8 @@ def train(model, data: Dataset, recipe: FinetuneRecipe, opts: TrainOptions, pad_
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["torch_rng"])
         step, train_loss, dev_loss, wall = state["step"], state["train_loss"], state["dev_loss"], state["wall_s"]
+    elif recipe.init_adapter:
+        _warm_start(model, recipe)
 
     weights = class_balanced_weights(data.train, dict(recipe.task_weights), recipe.class_balance)
     if weights.sum() <= 0:
